@@ -1,0 +1,3 @@
+"""skinjax: skin-lesion classification and segmentation in JAX/Flax."""
+
+__version__ = '0.1.0'

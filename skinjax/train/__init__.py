@@ -1,0 +1,1 @@
+"""Training: state, pure steps, data-parallel wrappers, evaluation and checkpoints."""

@@ -1,0 +1,54 @@
+"""Pure train and eval steps, shared by every parallel wrapper.
+
+Under `pmap` the wrapper passes `axis_name`: gradients are averaged and metrics summed
+across devices here, and BatchNorm (built with the same axis name) computes its batch
+statistics over all devices. Under `jit` with a sharded batch, XLA inserts the same
+collectives, so `axis_name` stays None. Either way one step over a global batch gives
+the same result on one device or many.
+"""
+
+import jax
+from jax import lax
+
+
+def train_step(state, metrics, batch, rng, *, model, task, axis_name=None):
+  """One optimiser update. Returns (state, metrics merged with this batch's).
+
+  Args:
+    state: TrainState.
+    metrics: EpochMetrics accumulated so far (from task.empty_metrics()).
+    batch: {'image': float[B, H, W, C], plus task targets ('label' or 'mask')}.
+    rng: a PRNG key; folded with the step (and the device index under pmap), so the
+      same key may be passed every step.
+  """
+  rng = jax.random.fold_in(rng, state.step)
+  if axis_name is not None:
+    rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
+
+  def loss_fn(params):
+    variables = {'params': params, 'batch_stats': state.batch_stats}
+    logits, updates = model.apply(variables, batch['image'], train=True,
+                                  mutable=['batch_stats'], rngs={'dropout': rng})
+    per_example_loss = task.loss(logits, batch)
+    return per_example_loss.mean(), (logits, per_example_loss, updates)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  (_, (logits, per_example_loss, updates)), grads = grad_fn(state.params)
+  batch_metrics = task.batch_metrics(logits, batch, per_example_loss, None)
+  if axis_name is not None:
+    grads = lax.pmean(grads, axis_name)
+    batch_metrics = lax.psum(batch_metrics, axis_name)
+  # With synchronised BatchNorm the new statistics already agree across devices.
+  state = state.apply_gradients(grads, updates.get('batch_stats', state.batch_stats))
+  return state, metrics.merge(batch_metrics)
+
+
+def eval_step(state, metrics, batch, *, model, task, axis_name=None):
+  """Inference-mode forward pass; examples with batch['valid'] False count nowhere."""
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  logits = model.apply(variables, batch['image'], train=False)
+  per_example_loss = task.loss(logits, batch)
+  batch_metrics = task.batch_metrics(logits, batch, per_example_loss, batch.get('valid'))
+  if axis_name is not None:
+    batch_metrics = lax.psum(batch_metrics, axis_name)
+  return metrics.merge(batch_metrics)
