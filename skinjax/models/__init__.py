@@ -17,8 +17,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'unet': UNet,
     # Same graph at a quarter of the width, for fast demos and CPU runs.
     'unet_small': partial(UNet, base_width=16),
-    # For tests: two channels at the first level.
-    'unet_tiny': partial(UNet, base_width=2),
+    # For tests: two channels at the first level and two levels, quick to compile.
+    'unet_tiny': partial(UNet, base_width=2, depth=2),
 }
 
 

@@ -27,12 +27,17 @@ def pad_batch(batch: dict, batch_size: int) -> dict:
   return padded
 
 
-def evaluate(parallel, state, task, batches: Iterable[dict], batch_size: int) -> dict:
+def evaluate(parallel, state, task, batches: Iterable[dict], batch_size: int | None = None,
+             data=None) -> dict:
   """Metrics of `state` (already placed by `parallel.replicate`) over `batches`.
 
-  batches: host dicts of numpy arrays, each with at most `batch_size` examples.
+  batches: host dicts of numpy arrays, each with at most `batch_size` examples, padded
+    here; or, with batch_size None, batches already padded and on the devices.
+  data: device-resident arrays the steps gather from (see skinjax.data.pipeline).
   """
   metrics = parallel.replicate(task.empty_metrics())
   for batch in batches:
-    metrics = parallel.eval_step(state, metrics, parallel.shard_batch(pad_batch(batch, batch_size)))
+    if batch_size is not None:
+      batch = parallel.shard_batch(pad_batch(batch, batch_size))
+    metrics = parallel.eval_step(state, metrics, batch, data)
   return parallel.fetch(metrics).compute()

@@ -39,7 +39,8 @@ class PmapParallel:
 
   mode = 'pmap'
 
-  def __init__(self, model, task, devices=None, *, sync_batch_norm: bool = True):
+  def __init__(self, model, task, devices=None, *, preprocess=None,
+               sync_batch_norm: bool = True):
     self.devices = list(devices or jax.local_devices())
     self.num_devices = len(self.devices)
     mesh = Mesh(np.array(self.devices), ('devices',))
@@ -47,12 +48,10 @@ class PmapParallel:
     if sync_batch_norm:
       model = model.clone(axis_name=PMAP_AXIS)
     pmap = functools.partial(jax.pmap, axis_name=PMAP_AXIS, devices=self.devices)
-    self._train = pmap(
-        functools.partial(steps.train_step, model=model, task=task, axis_name=PMAP_AXIS),
-        in_axes=(0, 0, 0, None), donate_argnums=(0, 1))
-    self._eval = pmap(
-        functools.partial(steps.eval_step, model=model, task=task, axis_name=PMAP_AXIS),
-        donate_argnums=(1,))
+    bound = dict(model=model, task=task, preprocess=preprocess, axis_name=PMAP_AXIS)
+    self._train = pmap(functools.partial(steps.train_step, **bound),
+                       in_axes=(0, 0, 0, None, 0), donate_argnums=(0, 1))
+    self._eval = pmap(functools.partial(steps.eval_step, **bound), donate_argnums=(1,))
 
   def replicate(self, tree):
     """One copy of `tree` per device, stacked on a new leading axis."""
@@ -74,11 +73,11 @@ class PmapParallel:
     """The first replica of a replicated `tree`, as host numpy arrays."""
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
 
-  def train_step(self, state, metrics, batch, rng):
-    return self._train(state, metrics, batch, rng)
+  def train_step(self, state, metrics, batch, rng, data=None):
+    return self._train(state, metrics, batch, rng, data)
 
-  def eval_step(self, state, metrics, batch):
-    return self._eval(state, metrics, batch)
+  def eval_step(self, state, metrics, batch, data=None):
+    return self._eval(state, metrics, batch, data)
 
 
 class JitParallel:
@@ -86,20 +85,23 @@ class JitParallel:
 
   mode = 'jit'
 
-  def __init__(self, model, task, devices=None):
+  def __init__(self, model, task, devices=None, *, preprocess=None):
     self.devices = list(devices or jax.local_devices())
     self.num_devices = len(self.devices)
     self.mesh = Mesh(np.array(self.devices), ('data',))
     self._replicated = NamedSharding(self.mesh, P())
     self._sharded = NamedSharding(self.mesh, P('data'))
     replicated, sharded = self._replicated, self._sharded
+    bound = dict(model=model, task=task, preprocess=preprocess)
+    # Device-resident data is replicated: each device gathers its shard of the batch
+    # from its own copy, with no communication.
     self._train = jax.jit(
-        functools.partial(steps.train_step, model=model, task=task),
-        in_shardings=(replicated, replicated, sharded, replicated),
+        functools.partial(steps.train_step, **bound),
+        in_shardings=(replicated, replicated, sharded, replicated, replicated),
         out_shardings=(replicated, replicated), donate_argnums=(0, 1))
     self._eval = jax.jit(
-        functools.partial(steps.eval_step, model=model, task=task),
-        in_shardings=(replicated, replicated, sharded), out_shardings=replicated,
+        functools.partial(steps.eval_step, **bound),
+        in_shardings=(replicated, replicated, sharded, replicated), out_shardings=replicated,
         donate_argnums=(1,))
 
   def replicate(self, tree):
@@ -114,17 +116,20 @@ class JitParallel:
   def fetch(self, tree):
     return jax.device_get(tree)
 
-  def train_step(self, state, metrics, batch, rng):
-    return self._train(state, metrics, batch, rng)
+  def train_step(self, state, metrics, batch, rng, data=None):
+    return self._train(state, metrics, batch, rng, data)
 
-  def eval_step(self, state, metrics, batch):
-    return self._eval(state, metrics, batch)
+  def eval_step(self, state, metrics, batch, data=None):
+    return self._eval(state, metrics, batch, data)
 
 
-def make_parallel(mode: str, model, task, devices=None):
-  """The wrapper for `mode` ('pmap' or 'jit') over `devices` (default: all local)."""
+def make_parallel(mode: str, model, task, devices=None, *, preprocess=None):
+  """The wrapper for `mode` ('pmap' or 'jit') over `devices` (default: all local).
+
+  preprocess: optional skinjax.data.pipeline.Preprocess run inside each step.
+  """
   if mode == 'pmap':
-    return PmapParallel(model, task, devices)
+    return PmapParallel(model, task, devices, preprocess=preprocess)
   if mode == 'jit':
-    return JitParallel(model, task, devices)
+    return JitParallel(model, task, devices, preprocess=preprocess)
   raise ValueError(f'--parallel must be one of {PARALLEL_MODES}, got {mode!r}')

@@ -11,24 +11,31 @@ import jax
 from jax import lax
 
 
-def train_step(state, metrics, batch, rng, *, model, task, axis_name=None):
+def train_step(state, metrics, batch, rng, data=None, *, model, task, preprocess=None,
+               axis_name=None):
   """One optimiser update. Returns (state, metrics merged with this batch's).
 
   Args:
     state: TrainState.
     metrics: EpochMetrics accumulated so far (from task.empty_metrics()).
-    batch: {'image': float[B, H, W, C], plus task targets ('label' or 'mask')}.
+    batch: {'image': float[B, H, W, C], plus task targets ('label' or 'mask')}; with a
+      `preprocess`, what it takes instead (uint8 images, or {'index': int32[B]} into `data`).
     rng: a PRNG key; folded with the step (and the device index under pmap), so the
       same key may be passed every step.
+    data: device-resident arrays that `preprocess` gathers the batch from, or None.
+    preprocess: skinjax.data.pipeline.Preprocess (gather, augment, normalise) or None.
   """
   rng = jax.random.fold_in(rng, state.step)
   if axis_name is not None:
     rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
+  augment_rng, dropout_rng = jax.random.split(rng)
+  if preprocess is not None:
+    batch = preprocess(batch, data, augment_rng, train=True)
 
   def loss_fn(params):
     variables = {'params': params, 'batch_stats': state.batch_stats}
     logits, updates = model.apply(variables, batch['image'], train=True,
-                                  mutable=['batch_stats'], rngs={'dropout': rng})
+                                  mutable=['batch_stats'], rngs={'dropout': dropout_rng})
     per_example_loss = task.loss(logits, batch)
     return per_example_loss.mean(), (logits, per_example_loss, updates)
 
@@ -43,8 +50,11 @@ def train_step(state, metrics, batch, rng, *, model, task, axis_name=None):
   return state, metrics.merge(batch_metrics)
 
 
-def eval_step(state, metrics, batch, *, model, task, axis_name=None):
+def eval_step(state, metrics, batch, data=None, *, model, task, preprocess=None,
+              axis_name=None):
   """Inference-mode forward pass; examples with batch['valid'] False count nowhere."""
+  if preprocess is not None:
+    batch = preprocess(batch, data, None, train=False)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   logits = model.apply(variables, batch['image'], train=False)
   per_example_loss = task.loss(logits, batch)

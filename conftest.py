@@ -1,4 +1,4 @@
-"""Test-wide setup: four virtual CPU devices, so data-parallel code runs here.
+"""Test-wide setup: four virtual CPU devices, so data-parallel code runs in any test.
 
 The flag must be set before JAX is imported anywhere, which is why it lives here.
 Single-device tests use jax.devices()[:1].

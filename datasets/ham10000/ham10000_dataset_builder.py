@@ -1,0 +1,188 @@
+"""HAM10000 (Tschandl et al., Sci. Data 2018): 10,015 dermoscopy images of 7 diagnoses.
+
+Reads the public download as published: `HAM10000_metadata.csv`, the images in
+`HAM10000_images_part_1/` and `HAM10000_images_part_2/` (or the original zip files of those
+names), and, for the `with_masks` config, the lesion masks of Tschandl et al. 2020 in
+`HAM10000_segmentations_lesion_tschandl/` (or its zip).
+
+Splits are grouped by `lesion_id` (all images of a lesion share a split: 2,545 images show
+a lesion another image already shows) and stratified by diagnosis: 70/10/20 of the
+lesions of each class, deterministic.
+"""
+
+import csv
+import io
+import math
+import os
+import zipfile
+
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+from skinjax.data import image_files, splits, threads
+
+CLASS_NAMES = ('akiec', 'bcc', 'bkl', 'df', 'mel', 'nv', 'vasc')
+METADATA = 'HAM10000_metadata.csv'
+IMAGE_PARTS = ('HAM10000_images_part_1', 'HAM10000_images_part_2')
+MASKS = 'HAM10000_segmentations_lesion_tschandl'
+COLUMNS = ('lesion_id', 'image_id', 'dx', 'dx_type', 'age', 'sex', 'localization')
+SPLIT_FRACTIONS = {'train': 0.7, 'validation': 0.1, 'test': 0.2}
+SPLIT_SEED = 0
+
+
+class FileIndex:
+  """Finds files by name in a folder or, failing that, in a zip file of the same name."""
+
+  def __init__(self, manual_dir: epath.Path, folder: str, suffix: str):
+    self.sources = []
+    self._members: dict[str, tuple[object, str]] = {}
+    self._zips = {}
+    directory = manual_dir / folder
+    archive = manual_dir / f'{folder}.zip'
+    if directory.is_dir():
+      self.sources.append(f'{folder}/')
+      for path in directory.iterdir():
+        if path.name.endswith(suffix):
+          self._members[path.name[:-len(suffix)]] = (path, None)
+    elif archive.exists():
+      self.sources.append(f'{folder}.zip')
+      # Members are read on demand: the original zips hold gigabytes.
+      self._zips[archive] = zipfile.ZipFile(archive.open('rb'))
+      for member in self._zips[archive].namelist():
+        name = member.rsplit('/', 1)[-1]
+        if name.endswith(suffix):
+          self._members[name[:-len(suffix)]] = (archive, member)
+
+  def __contains__(self, key):
+    return key in self._members
+
+  def read(self, key) -> tuple[bytes, str]:
+    """(bytes, a name for error messages) of the file for `key`."""
+    source, member = self._members[key]
+    if member is None:
+      return source.read_bytes(), os.fspath(source)
+    return self._zips[source].read(member), f'{source}!{member}'
+
+
+def read_metadata(manual_dir: epath.Path) -> list[dict]:
+  """The rows of HAM10000_metadata.csv, checked: columns present, known diagnoses."""
+  path = manual_dir / METADATA
+  if not path.exists():
+    raise image_files.DatasetFileError(
+        f'{path}: not found; expected the HAM10000 metadata CSV ({",".join(COLUMNS)}) in '
+        f'the manual directory {manual_dir}')
+  rows = list(csv.DictReader(io.StringIO(path.read_text())))
+  missing = [column for column in COLUMNS if column not in (rows[0] if rows else {})]
+  if missing:
+    raise image_files.DatasetFileError(
+        f'{path}: missing column(s) {missing}; expected the header {",".join(COLUMNS)}')
+  for line, row in enumerate(rows, start=2):
+    if row['dx'] not in CLASS_NAMES:
+      raise image_files.DatasetFileError(
+          f'{path}, line {line}: unknown diagnosis {row["dx"]!r} for {row["image_id"]}; '
+          f'expected one of {", ".join(CLASS_NAMES)}')
+  return rows
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """DatasetBuilder for HAM10000."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release: lesion-grouped stratified 70/10/20 splits.'}
+  BUILDER_CONFIGS = [
+      tfds.core.BuilderConfig(name='images', description='Images and metadata.'),
+      tfds.core.BuilderConfig(
+          name='with_masks',
+          description=f'Images, metadata and binary lesion masks from {MASKS}/.'),
+  ]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
+  Download HAM10000 from the Harvard Dataverse (doi:10.7910/DVN/DBW86T), accepting its
+  licence (CC BY-NC 4.0), and place in the manual directory:
+    {METADATA}
+    {IMAGE_PARTS[0]}/ and {IMAGE_PARTS[1]}/ (or the zip files {IMAGE_PARTS[0]}.zip and
+      {IMAGE_PARTS[1]}.zip as downloaded)
+  For the `with_masks` config, also the lesion segmentations (Tschandl et al. 2020):
+    {MASKS}/ISIC_xxxxxxx_segmentation.png (or {MASKS}.zip)
+  """
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    features = {
+        'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
+        'label': tfds.features.ClassLabel(names=CLASS_NAMES),
+        'image_id': tfds.features.Text(),
+        'lesion_id': tfds.features.Text(),
+        'dx_type': tfds.features.Text(),
+        'age': tfds.features.Scalar(np.float32, doc='Years; NaN where the CSV has none.'),
+        'sex': tfds.features.Text(),
+        'localization': tfds.features.Text(),
+    }
+    if self.builder_config.name == 'with_masks':
+      features['mask'] = tfds.features.Image(
+          shape=(None, None, 1), encoding_format='png',
+          doc='Lesion mask in {0, 1}, at the size of the stored image.')
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict(features),
+        supervised_keys=('image', 'label'),
+        homepage='https://doi.org/10.7910/DVN/DBW86T',
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = epath.Path(dl_manager.manual_dir)
+    rows = read_metadata(manual_dir)
+    images = [FileIndex(manual_dir, part, '.jpg') for part in IMAGE_PARTS]
+    if not any(index.sources for index in images):
+      raise image_files.DatasetFileError(
+          f'{manual_dir}: none of {IMAGE_PARTS[0]}/, {IMAGE_PARTS[1]}/ or their .zip files '
+          'found; expected the HAM10000 image folders in the manual directory')
+    masks = None
+    if self.builder_config.name == 'with_masks':
+      masks = FileIndex(manual_dir, MASKS, '_segmentation.png')
+      if not masks.sources:
+        raise image_files.DatasetFileError(
+            f'{manual_dir}: no {MASKS}/ or {MASKS}.zip; the with_masks config needs the '
+            'HAM10000 lesion segmentations')
+    for line, row in enumerate(rows, start=2):
+      image_id = row['image_id']
+      if not any(image_id in index for index in images):
+        found = ', '.join(source for index in images for source in index.sources)
+        raise image_files.DatasetFileError(
+            f'{manual_dir / METADATA}, line {line}: lists image {image_id}, but no '
+            f'{image_id}.jpg is in {found}')
+      if masks is not None and image_id not in masks:
+        raise image_files.DatasetFileError(
+            f'{manual_dir / METADATA}, line {line}: no mask {image_id}_segmentation.png in '
+            f'{masks.sources[0]} for image {image_id}')
+    assignment = splits.stratified_split([row['dx'] for row in rows], SPLIT_FRACTIONS,
+                                         seed=SPLIT_SEED,
+                                         groups=[row['lesion_id'] for row in rows])
+    return {name: self._generate_examples([rows[i] for i in indices], images, masks)
+            for name, indices in assignment.items()}
+
+  def _generate_examples(self, rows, images, masks):
+    def example(row):
+      image_id = row['image_id']
+      index = next(index for index in images if image_id in index)
+      data, name = index.read(image_id)
+      image = image_files.open_image(data, name)
+      if image.format != 'JPEG':
+        raise image_files.DatasetFileError(f'{name}: is a {image.format} image, expected JPEG')
+      features = {
+          'image': data,
+          'label': row['dx'],
+          'image_id': image_id,
+          'lesion_id': row['lesion_id'],
+          'dx_type': row['dx_type'],
+          'age': float(row['age']) if row['age'].strip() else math.nan,
+          'sex': row['sex'],
+          'localization': row['localization'],
+      }
+      if masks is not None:
+        mask_data, mask_name = masks.read(image_id)
+        # Masks come at the original 600x450; a downscaled copy of the images is fine.
+        mask = image_files.read_mask(mask_data, mask_name, size=image.size, rescale=True)
+        features['mask'] = image_files.encode_png(mask)
+      return image_id, features
+
+    # Threads decode, check and encode several files at once.
+    yield from threads.map_in_threads(example, rows)

@@ -1,0 +1,142 @@
+"""PH2 (Mendonca et al., EMBC 2013): 200 dermoscopy images with lesion masks.
+
+Reads the public layout as published: `PH2 Dataset images/IMDxxx/IMDxxx_Dermoscopic_Image/
+IMDxxx.bmp` with its mask `IMDxxx_lesion/IMDxxx_lesion.bmp` (1-bit BMP, except IMD002's,
+a 24-bit top-down BMP), and the clinical diagnosis from `PH2_dataset.xlsx`, where an `X`
+under Common Nevus, Atypical Nevus or Melanoma marks it. The image folders are what exists
+(the sheet lists all 200 cases); the sheet gives their labels.
+
+Splits, stratified by diagnosis and deterministic: 80/20 train/test as in paper 1, with a
+validation part of 10% of the whole carved from the train part (70/10/20).
+"""
+
+import io
+import os
+
+from etils import epath
+import openpyxl
+import tensorflow_datasets as tfds
+
+from skinjax.data import image_files, splits, threads
+
+CLASS_NAMES = ('common_nevus', 'atypical_nevus', 'melanoma')
+SHEET_COLUMNS = ('Common Nevus', 'Atypical Nevus', 'Melanoma')
+IMAGES = 'PH2 Dataset images'
+SHEET = 'PH2_dataset.xlsx'
+SPLIT_FRACTIONS = {'train': 0.7, 'validation': 0.1, 'test': 0.2}
+SPLIT_SEED = 0
+
+
+def _cell(value) -> str:
+  return ' '.join(str(value).split()) if value is not None else ''
+
+
+def read_diagnoses(manual_dir: epath.Path) -> dict[str, dict]:
+  """Case name -> {'label': class name, 'histology': text} from PH2_dataset.xlsx."""
+  path = manual_dir / SHEET
+  if not path.exists():
+    raise image_files.DatasetFileError(
+        f'{path}: not found; expected the PH2 diagnosis sheet in the manual directory')
+  try:
+    workbook = openpyxl.load_workbook(io.BytesIO(path.read_bytes()), read_only=True)
+  except Exception as error:
+    raise image_files.DatasetFileError(f'{path}: not a readable .xlsx workbook ({error})') from None
+  rows = [[_cell(value) for value in row] for row in workbook.worksheets[0].iter_rows(
+      values_only=True)]
+  # Legend rows sit above the header; the header is the row that starts 'Image Name'.
+  header_index = next((i for i, row in enumerate(rows) if row and row[0] == 'Image Name'), None)
+  if header_index is None:
+    raise image_files.DatasetFileError(f'{path}: no header row starting with "Image Name"')
+  header = rows[header_index]
+  missing = [column for column in SHEET_COLUMNS if column not in header]
+  if missing:
+    raise image_files.DatasetFileError(f'{path}: header row lacks column(s) {missing}')
+  columns = [header.index(column) for column in SHEET_COLUMNS]
+  histology = header.index('Histological Diagnosis') if 'Histological Diagnosis' in header else None
+  diagnoses = {}
+  for line, row in enumerate(rows[header_index + 1:], start=header_index + 2):
+    if not row or not row[0]:
+      continue
+    marked = [name for name, column in zip(CLASS_NAMES, columns)
+              if column < len(row) and row[column].upper() == 'X']
+    if len(marked) != 1:
+      raise image_files.DatasetFileError(
+          f'{path}, row {line}: case {row[0]} has {len(marked)} of the columns '
+          f'{", ".join(SHEET_COLUMNS)} marked X; expected exactly one')
+    diagnoses[row[0]] = {'label': marked[0],
+                         'histology': row[histology] if histology is not None else ''}
+  return diagnoses
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """DatasetBuilder for PH2."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release: stratified 70/10/20 splits.'}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
+  Request PH2 from https://www.fc.up.pt/addi/ph2%20database.html (free for research
+  with citation), unpack it and place in the manual directory:
+    {IMAGES}/IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp
+    {IMAGES}/IMDxxx/IMDxxx_lesion/IMDxxx_lesion.bmp
+    {SHEET}
+  """
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='png'),
+            'mask': tfds.features.Image(shape=(None, None, 1), encoding_format='png',
+                                        doc='Lesion mask in {0, 1}, the size of the image.'),
+            'label': tfds.features.ClassLabel(names=CLASS_NAMES),
+            'image_id': tfds.features.Text(),
+            'histological_diagnosis': tfds.features.Text(),
+        }),
+        supervised_keys=('image', 'mask'),
+        homepage='https://www.fc.up.pt/addi/ph2%20database.html',
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    manual_dir = epath.Path(dl_manager.manual_dir)
+    diagnoses = read_diagnoses(manual_dir)
+    images = manual_dir / IMAGES
+    if not images.is_dir():
+      raise image_files.DatasetFileError(
+          f'{images}: not found; expected the PH2 case folders (IMDxxx/) there')
+    cases = sorted(path.name for path in images.iterdir() if path.is_dir())
+    if not cases:
+      raise image_files.DatasetFileError(f'{images}: holds no case folders')
+    records = []
+    for case in cases:
+      if case not in diagnoses:
+        raise image_files.DatasetFileError(
+            f'{images / case}: case folder has no row in {manual_dir / SHEET}')
+      image = images / case / f'{case}_Dermoscopic_Image' / f'{case}.bmp'
+      mask = images / case / f'{case}_lesion' / f'{case}_lesion.bmp'
+      for path in (image, mask):
+        if not path.exists():
+          raise image_files.DatasetFileError(f'{path}: not found; expected the PH2 layout '
+                                             f'{case}/{case}_Dermoscopic_Image/{case}.bmp and '
+                                             f'{case}/{case}_lesion/{case}_lesion.bmp')
+      records.append({'case': case, 'image': image, 'mask': mask, **diagnoses[case]})
+    assignment = splits.stratified_split([r['label'] for r in records], SPLIT_FRACTIONS,
+                                         seed=SPLIT_SEED)
+    return {name: self._generate_examples([records[i] for i in indices])
+            for name, indices in assignment.items()}
+
+  def _generate_examples(self, records):
+    def example(record):
+      image_path, mask_path = record['image'], record['mask']
+      image = image_files.read_rgb(image_path.read_bytes(), os.fspath(image_path))
+      height, width = image.shape[:2]
+      mask = image_files.read_mask(mask_path.read_bytes(), os.fspath(mask_path),
+                                   size=(width, height))
+      return record['case'], {
+          'image': image_files.encode_png(image),
+          'mask': image_files.encode_png(mask),
+          'label': record['label'],
+          'image_id': record['case'],
+          'histological_diagnosis': record['histology'],
+      }
+
+    # Threads decode, check and encode several files at once.
+    yield from threads.map_in_threads(example, records)

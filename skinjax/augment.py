@@ -1,0 +1,181 @@
+"""Batched random augmentation on device: Keras' ImageDataGenerator geometry and contrast.
+
+One random draw per example, as `ImageDataGenerator.get_random_transform` makes it:
+rotation (degrees), width and height shifts (fractions of the size, or pixels when >= 1),
+shear (degrees: Keras converts with `np.deg2rad`; paper 1's table says radians, a relic of
+an older Keras docstring), zoom (independent x and y factors), horizontal and vertical
+flips; then paper 2's contrast change (Keras `RandomContrast`). For segmentation the same
+geometric transform moves image and mask together; the mask is sampled nearest-neighbour
+so it stays in {0, 1}.
+
+The affine map is Keras' `apply_affine_transform`, matrix for matrix, including its
+quirks: the shift drawn from `height_shift_range` (scaled by the height) lands on the
+column axis and vice versa, and the centre offsets are swapped the same way. On square
+images (all the papers use) neither changes anything; tests check parity with Keras on
+non-square ones too.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax.scipy import ndimage
+
+FILL_MODES = ('nearest', 'constant', 'reflect', 'wrap')
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+  """Ranges as `keras.preprocessing.image.ImageDataGenerator` takes them."""
+
+  rotation_range: float = 0.0  # degrees
+  width_shift_range: float = 0.0  # fraction of the width (< 1) or pixels
+  height_shift_range: float = 0.0
+  shear_range: float = 0.0  # degrees
+  zoom_range: float | tuple[float, float] = 0.0  # z -> [1 - z, 1 + z]
+  horizontal_flip: bool = False
+  vertical_flip: bool = False
+  contrast_range: float = 0.0  # RandomContrast factor: contrast x U(1 - c, 1 + c)
+  fill_mode: str = 'nearest'
+  cval: float = 0.0
+  interpolation_order: int = 1  # 0 nearest, 1 bilinear (Keras' default)
+
+  def __post_init__(self):
+    if self.fill_mode not in FILL_MODES:
+      raise ValueError(f'fill_mode {self.fill_mode!r} is not one of {FILL_MODES}')
+    if self.interpolation_order not in (0, 1):
+      raise ValueError(f'interpolation_order must be 0 or 1, got {self.interpolation_order}')
+
+  @property
+  def zoom_bounds(self) -> tuple[float, float]:
+    if isinstance(self.zoom_range, (tuple, list)):
+      return float(self.zoom_range[0]), float(self.zoom_range[1])
+    return 1.0 - self.zoom_range, 1.0 + self.zoom_range
+
+
+# Paper 1, Table 1 (HAM10000 classification).
+PAPER1_CLASSIFICATION = AugmentConfig(rotation_range=10, width_shift_range=0.2,
+                                      height_shift_range=0.2, shear_range=0.2,
+                                      horizontal_flip=True, vertical_flip=True)
+# Paper 1, section 2.3 and Table 2 (PH2 segmentation): rotation 40 and horizontal flip.
+PAPER1_SEGMENTATION = AugmentConfig(rotation_range=40, horizontal_flip=True)
+# Paper 2 names rotation, flips and contrast without values; these are our choice.
+PAPER2_CLASSIFICATION = AugmentConfig(rotation_range=20, horizontal_flip=True,
+                                      vertical_flip=True, contrast_range=0.2)
+
+
+def sample_transforms(rng, batch_size: int, height: int, width: int,
+                      config: AugmentConfig) -> dict:
+  """Per-example parameters, named as Keras' get_random_transform names them.
+
+  Returns float32[B] arrays theta (degrees), tx, ty (pixels), shear (degrees), zx, zy,
+  contrast, and bool[B] flip_horizontal, flip_vertical.
+  """
+  keys = jax.random.split(rng, 8)
+
+  def uniform(key, low, high):
+    return jax.random.uniform(key, (batch_size,), jnp.float32, low, high)
+
+  def shift(key, fraction, size):
+    pixels = fraction * size if fraction < 1 else fraction
+    return uniform(key, -pixels, pixels)
+
+  zoom_low, zoom_high = config.zoom_bounds
+  return {
+      'theta': uniform(keys[0], -config.rotation_range, config.rotation_range),
+      'tx': shift(keys[1], config.height_shift_range, height),
+      'ty': shift(keys[2], config.width_shift_range, width),
+      'shear': uniform(keys[3], -config.shear_range, config.shear_range),
+      'zx': uniform(keys[4], zoom_low, zoom_high),
+      'zy': uniform(keys[5], zoom_low, zoom_high),
+      'flip_horizontal': jax.random.bernoulli(keys[6], 0.5 * config.horizontal_flip,
+                                              (batch_size,)),
+      'flip_vertical': jax.random.bernoulli(keys[7], 0.5 * config.vertical_flip,
+                                            (batch_size,)),
+      'contrast': uniform(jax.random.fold_in(rng, 8), 1.0 - config.contrast_range,
+                          1.0 + config.contrast_range),
+  }
+
+
+def keras_affine_matrix(theta, tx, ty, shear, zx, zy, height: int, width: int):
+  """float32[3, 3] mapping an output (row, col, 1) to the input position it samples.
+
+  Keras builds rotation @ shift @ shear @ zoom, centres it with offsets (height/2 - 0.5,
+  width/2 - 0.5) on its first and second coordinate, then swaps the two coordinates.
+  """
+  theta, shear = jnp.deg2rad(theta), jnp.deg2rad(shear)
+  zero, one = jnp.zeros_like(theta), jnp.ones_like(theta)
+  rotation = jnp.array([[jnp.cos(theta), -jnp.sin(theta), zero],
+                        [jnp.sin(theta), jnp.cos(theta), zero], [zero, zero, one]])
+  shift = jnp.array([[one, zero, tx], [zero, one, ty], [zero, zero, one]])
+  shear_matrix = jnp.array([[one, -jnp.sin(shear), zero], [zero, jnp.cos(shear), zero],
+                            [zero, zero, one]])
+  zoom = jnp.array([[zx, zero, zero], [zero, zy, zero], [zero, zero, one]])
+  matrix = rotation @ shift @ shear_matrix @ zoom
+  o_x, o_y = height / 2 - 0.5, width / 2 - 0.5
+  offset = jnp.array([[1.0, 0.0, o_x], [0.0, 1.0, o_y], [0.0, 0.0, 1.0]])
+  reset = jnp.array([[1.0, 0.0, -o_x], [0.0, 1.0, -o_y], [0.0, 0.0, 1.0]])
+  matrix = offset @ matrix @ reset
+  swap = jnp.array([1, 0, 2])
+  return matrix[swap][:, swap]
+
+
+def warp(image, matrix, *, order: int, fill_mode: str = 'nearest', cval: float = 0.0):
+  """image: [H, W, C]; matrix: [3, 3] from output (row, col) to input. Returns float32."""
+  height, width = image.shape[:2]
+  rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
+                            jnp.arange(width, dtype=jnp.float32), indexing='ij')
+  source = jnp.einsum('ij,jhw->ihw', matrix[:2, :2], jnp.stack([rows, cols]))
+  source = source + matrix[:2, 2, None, None]
+
+  def sample(channel):
+    return ndimage.map_coordinates(channel, [source[0], source[1]], order=order,
+                                   mode=fill_mode, cval=cval)
+
+  return jax.vmap(sample, in_axes=2, out_axes=2)(image.astype(jnp.float32))
+
+
+def adjust_contrast(image, factor):
+  """Keras RandomContrast on one image [H, W, C] in 0..255: (x - mean) * factor + mean."""
+  mean = image.mean(axis=(0, 1), keepdims=True)
+  return jnp.clip((image - mean) * factor + mean, 0.0, 255.0)
+
+
+def apply_transforms(images, masks, params: dict, *, config: AugmentConfig):
+  """Applies given per-example parameters (as `sample_transforms` returns them).
+
+  images: [B, H, W, C] in 0..255 -> float32; masks: [B, H, W, 1] or None, dtype kept.
+  """
+  height, width = images.shape[1:3]
+  matrices = jax.vmap(keras_affine_matrix, in_axes=(0, 0, 0, 0, 0, 0, None, None))(
+      params['theta'], params['tx'], params['ty'], params['shear'], params['zx'],
+      params['zy'], height, width)
+
+  def one(image, mask, matrix, flip_h, flip_v, contrast):
+    image = warp(image, matrix, order=config.interpolation_order, fill_mode=config.fill_mode,
+                 cval=config.cval)
+    if mask is not None:
+      mask = warp(mask, matrix, order=0, fill_mode=config.fill_mode).astype(mask.dtype)
+    # Keras flips after the affine transform.
+    image = jnp.where(flip_h, image[:, ::-1], image)
+    image = jnp.where(flip_v, image[::-1], image)
+    if mask is not None:
+      mask = jnp.where(flip_h, mask[:, ::-1], mask)
+      mask = jnp.where(flip_v, mask[::-1], mask)
+    if config.contrast_range:
+      image = adjust_contrast(image, contrast)
+    return image, mask
+
+  return jax.vmap(one)(images, masks, matrices, params['flip_horizontal'],
+                       params['flip_vertical'], params['contrast'])
+
+
+def augment_batch(rng, images, masks=None, *, config: AugmentConfig):
+  """Augments a batch with one random draw per example.
+
+  images: [B, H, W, C] in 0..255 -> float32; masks: [B, H, W, 1] or None, dtype kept.
+  Returns (images, masks).
+  """
+  batch_size, height, width = images.shape[:3]
+  params = sample_transforms(rng, batch_size, height, width, config)
+  return apply_transforms(images, masks, params, config=config)

@@ -1,0 +1,1 @@
+"""Data: dataset files -> TFDS builders -> uint8 arrays -> device-resident batches."""

@@ -1,0 +1,113 @@
+"""A prepared TFDS split, decoded and resized once to the model's resolution, cached on disk.
+
+The cache holds uint8 arrays (images [N, S, S, 3], masks [N, S, S, 1] in {0, 1}) plus
+int32 labels and the image ids, in one .npz per (dataset, config, version, split,
+resolution). Files are written to a temporary name and renamed, so an interrupted write
+never leaves a cache file that loads.
+"""
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from skinjax.data import threads
+
+
+@dataclasses.dataclass
+class SplitArrays:
+  """One split at one resolution, on the host."""
+
+  images: np.ndarray  # uint8[N, S, S, 3]
+  labels: np.ndarray  # int32[N]
+  image_ids: np.ndarray  # str[N]
+  masks: np.ndarray | None = None  # uint8[N, S, S, 1], {0, 1}
+
+  def __len__(self):
+    return len(self.labels)
+
+  def take(self, indices) -> 'SplitArrays':
+    """The examples at `indices` (repeats allowed), in that order."""
+    return SplitArrays(self.images[indices], self.labels[indices], self.image_ids[indices],
+                       None if self.masks is None else self.masks[indices])
+
+  @staticmethod
+  def concatenate(parts: list['SplitArrays']) -> 'SplitArrays':
+    masks = [p.masks for p in parts]
+    return SplitArrays(np.concatenate([p.images for p in parts]),
+                       np.concatenate([p.labels for p in parts]),
+                       np.concatenate([p.image_ids for p in parts]),
+                       None if any(m is None for m in masks) else np.concatenate(masks))
+
+  def nbytes(self) -> int:
+    return self.images.nbytes + (0 if self.masks is None else self.masks.nbytes)
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+  """uint8[H, W, 3] -> uint8[size, size, 3]; PIL's bilinear filter widens its support when
+  shrinking, so a 600x450 image averages down to 28x28 instead of aliasing."""
+  return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+  """{0, 1}[H, W, 1] -> {0, 1}[size, size, 1]: area-weighted, then the majority wins."""
+  scaled = Image.fromarray(mask[..., 0] * 255).resize((size, size), Image.BILINEAR)
+  return (np.asarray(scaled) > 127).astype(np.uint8)[..., None]
+
+
+def _decoded_examples(builder, split):
+  """Decoded examples of `split`, as numpy dicts, through random access when possible."""
+  if builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
+    source = builder.as_data_source(split=split)
+    return (source[i] for i in range(len(source))), len(source)
+  dataset = builder.as_dataset(split=split, shuffle_files=False)
+  return tfds.as_numpy(dataset), builder.info.splits[split].num_examples
+
+
+def cache_path(builder, split: str, size: int, cache_dir) -> Path:
+  config = builder.builder_config.name if builder.builder_config else 'default'
+  return Path(cache_dir) / builder.name / config / str(builder.version) / f'{split}-{size}.npz'
+
+
+def load_split(builder, split: str, size: int, *, cache_dir=None) -> SplitArrays:
+  """The examples of `split` resized to size x size, from the cache or decoded once.
+
+  cache_dir defaults to `<builder data_dir root>/skinjax_arrays`.
+  """
+  cache_dir = cache_dir or Path(builder.data_dir_root) / 'skinjax_arrays'
+  path = cache_path(builder, split, size, cache_dir)
+  if path.exists():
+    with np.load(path, allow_pickle=False) as cached:
+      return SplitArrays(cached['images'], cached['labels'], cached['image_ids'],
+                         cached['masks'] if 'masks' in cached else None)
+  examples, count = _decoded_examples(builder, split)
+  has_masks = 'mask' in builder.info.features
+
+  def convert(example):
+    mask = resize_mask(example['mask'], size) if has_masks else None
+    image_id = example['image_id']
+    return (resize_image(example['image'], size), mask, int(example['label']),
+            image_id.decode() if isinstance(image_id, bytes) else str(image_id))
+
+  converted = list(threads.map_in_threads(convert, examples))
+  if len(converted) != count:
+    raise ValueError(f'{builder.info.full_name}[{split}]: read {len(converted)} examples, '
+                     f'the dataset info promises {count}')
+  arrays = SplitArrays(
+      images=np.stack([c[0] for c in converted]) if converted else
+      np.zeros((0, size, size, 3), np.uint8),
+      labels=np.array([c[2] for c in converted], np.int32),
+      image_ids=np.array([c[3] for c in converted], dtype=str),
+      masks=(np.stack([c[1] for c in converted]) if converted else
+             np.zeros((0, size, size, 1), np.uint8)) if has_masks else None)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  partial = path.with_name(f'.{path.name}.{os.getpid()}.partial.npz')
+  contents = {'images': arrays.images, 'labels': arrays.labels, 'image_ids': arrays.image_ids}
+  if arrays.masks is not None:
+    contents['masks'] = arrays.masks
+  np.savez(partial, **contents)
+  os.replace(partial, path)
+  return arrays
