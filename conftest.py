@@ -11,3 +11,31 @@ _flag = f'--xla_force_host_platform_device_count={NUM_TEST_DEVICES}'
 if _flag not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + _flag).strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# Many tests (and the launchers they start) compile the same small programs: a
+# compilation cache shared by the session's processes compiles each once.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  import tempfile
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='skinjax_test_xla_cache_')
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.3'
+
+import pytest  # noqa: E402
+
+# A new jitted program is lowered to MLIR once per compilation request, before the
+# persistent cache is consulted; counting lowerings counts compilations that the cache
+# could otherwise hide.
+LOWERING_EVENT = '/jax/core/compile/jaxpr_to_mlir_module_duration'
+
+
+@pytest.fixture
+def compile_counter():
+  """A list that gains one entry per program compiled (lowered) while the test runs."""
+  import jax.monitoring
+  compiles, active = [], [True]
+
+  def listener(event, duration, **kwargs):
+    if active[0] and event == LOWERING_EVENT:
+      compiles.append(duration)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  yield compiles
+  active[0] = False

@@ -117,6 +117,27 @@ def test_adam_step_agrees_where_gradients_are_not_round_off():
 
 
 @pytest.mark.parametrize('mode', ['pmap', 'jit'])
+def test_fresh_metrics_each_epoch_reuse_the_compiled_step(mode, compile_counter):
+  """State and metrics fed back from a step and fresh ones from `replicate` are placed
+  alike, so epochs after the first compile nothing."""
+  compiles = compile_counter
+  model, task, batch = classification_setup()
+  parallel = make_parallel(mode, model, task, jax.devices()[:2])
+  state = parallel.replicate(create_train_state(jax.random.key(0), model, (1, 28, 28, 3),
+                                                keras_adam(1e-3)))
+  batch = parallel.shard_batch(batch)
+  for epoch in range(2):
+    metrics = parallel.replicate(task.empty_metrics())
+    for _ in range(2):
+      state, metrics = parallel.train_step(state, metrics, batch, jax.random.key(1))
+    if epoch == 0:
+      jax.block_until_ready(state)
+      compiles.clear()  # the first step's compilation
+  jax.block_until_ready(state)
+  assert compiles == []
+
+
+@pytest.mark.parametrize('mode', ['pmap', 'jit'])
 def test_a_batch_not_divisible_by_the_device_count_is_refused(mode):
   model, task, batch = classification_setup()
   parallel = make_parallel(mode, model, task, jax.devices()[:4])

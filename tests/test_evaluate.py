@@ -1,7 +1,6 @@
 """Evaluation pads the final partial batch: exact metrics, no new compilation."""
 
 import jax
-import jax.monitoring
 import numpy as np
 import optax
 import pytest
@@ -12,23 +11,6 @@ from skinjax.train.evaluate import evaluate, pad_batch
 from skinjax.train.parallel import make_parallel
 from skinjax.train.state import TrainState, init_variables
 from skinjax.train.tasks import ClassificationTask
-
-BACKEND_COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
-
-
-@pytest.fixture
-def compile_counter():
-  """A list that records one entry per XLA backend compilation while the test runs."""
-  compiles, active = [], [True]
-
-  def listener(event, duration, **kwargs):
-    if active[0] and event == BACKEND_COMPILE_EVENT:
-      compiles.append(duration)
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  yield compiles
-  active[0] = False
-
 
 def test_pad_batch_repeats_and_marks_padding_invalid():
   batch = {'image': np.arange(3 * 2).reshape(3, 2), 'label': np.array([4, 5, 6])}

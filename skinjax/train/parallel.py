@@ -43,8 +43,11 @@ class PmapParallel:
                sync_batch_norm: bool = True):
     self.devices = list(devices or jax.local_devices())
     self.num_devices = len(self.devices)
-    mesh = Mesh(np.array(self.devices), ('devices',))
-    self._stacked = NamedSharding(mesh, P('devices'))
+    # Place inputs exactly as pmap places its outputs: state and metrics fed back from a
+    # step and fresh ones from `replicate` then hit one compiled program, not two.
+    probe = jax.pmap(lambda x: x, axis_name=PMAP_AXIS, devices=self.devices)(
+        np.zeros((self.num_devices, 1), np.int8))
+    self._stacked = probe.sharding
     if sync_batch_norm:
       model = model.clone(axis_name=PMAP_AXIS)
     pmap = functools.partial(jax.pmap, axis_name=PMAP_AXIS, devices=self.devices)
@@ -52,6 +55,8 @@ class PmapParallel:
     self._train = pmap(functools.partial(steps.train_step, **bound),
                        in_axes=(0, 0, 0, None, 0), donate_argnums=(0, 1))
     self._eval = pmap(functools.partial(steps.eval_step, **bound), donate_argnums=(1,))
+    self._predict = pmap(functools.partial(steps.predict_step, model=model,
+                                           preprocess=preprocess, axis_name=PMAP_AXIS))
 
   def replicate(self, tree):
     """One copy of `tree` per device, stacked on a new leading axis."""
@@ -79,6 +84,11 @@ class PmapParallel:
   def eval_step(self, state, metrics, batch, data=None):
     return self._eval(state, metrics, batch, data)
 
+  def predict(self, state, batch, data=None):
+    """Host logits [B, ...] of a sharded batch, in batch order."""
+    logits = np.asarray(self._predict(state, batch, data))
+    return logits.reshape((-1,) + logits.shape[2:])
+
 
 class JitParallel:
   """`jax.jit` with the batch sharded over a 1-D `data` mesh."""
@@ -103,6 +113,9 @@ class JitParallel:
         functools.partial(steps.eval_step, **bound),
         in_shardings=(replicated, replicated, sharded, replicated), out_shardings=replicated,
         donate_argnums=(1,))
+    self._predict = jax.jit(
+        functools.partial(steps.predict_step, model=model, preprocess=preprocess),
+        in_shardings=(replicated, sharded, replicated), out_shardings=sharded)
 
   def replicate(self, tree):
     """`tree` copied to every device (fresh buffers, as PmapParallel.replicate)."""
@@ -121,6 +134,10 @@ class JitParallel:
 
   def eval_step(self, state, metrics, batch, data=None):
     return self._eval(state, metrics, batch, data)
+
+  def predict(self, state, batch, data=None):
+    """Host logits [B, ...] of a sharded batch, in batch order."""
+    return np.asarray(jax.device_get(self._predict(state, batch, data)))
 
 
 def make_parallel(mode: str, model, task, devices=None, *, preprocess=None):

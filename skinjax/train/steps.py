@@ -62,3 +62,12 @@ def eval_step(state, metrics, batch, data=None, *, model, task, preprocess=None,
   if axis_name is not None:
     batch_metrics = lax.psum(batch_metrics, axis_name)
   return metrics.merge(batch_metrics)
+
+
+def predict_step(state, batch, data=None, *, model, preprocess=None, axis_name=None):
+  """Inference-mode logits of a batch: float32[B, classes] or [B, H, W, 1]."""
+  del axis_name  # nothing to reduce: each device returns its own examples' logits
+  if preprocess is not None:
+    batch = preprocess(batch, data, None, train=False)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  return model.apply(variables, batch['image'], train=False)

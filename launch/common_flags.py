@@ -1,0 +1,56 @@
+"""Flags every launcher shares, and how they reach a run config.
+
+A mistake in them ends the launcher with one line on stderr, before anything compiles.
+"""
+
+import sys
+
+from absl import flags
+
+from skinjax.train import experiment
+
+WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, logs, report.')
+DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: TFDS\'s).')
+MANUAL_DIR = flags.DEFINE_string('manual_dir', None,
+                                 'The dataset download, in its public layout.')
+PARALLEL = flags.DEFINE_enum('parallel', None, ['pmap', 'jit'],
+                             'Data-parallel wrapper (default: the config\'s).')
+DTYPE = flags.DEFINE_enum('dtype', None, list(experiment.DTYPES),
+                          'Compute dtype (default: the config\'s).')
+SEED = flags.DEFINE_integer('seed', None, 'Seed (default: the config\'s).')
+SPLIT_PROTOCOL = flags.DEFINE_enum('split_protocol', None, list(experiment.SPLIT_PROTOCOLS),
+                                   'HAM10000: lesion-grouped split (default) or paper 1\'s.')
+
+
+def apply_to(config):
+  """Writes the flags that were given into `config`."""
+  with config.unlocked():
+    for flag, key in ((PARALLEL, 'parallel'), (DTYPE, 'dtype'), (SEED, 'seed'),
+                      (SPLIT_PROTOCOL, 'split_protocol')):
+      if flag.value is not None:
+        config[key] = flag.value
+  return config
+
+
+def data_dir() -> str:
+  if DATA_DIR.value:
+    return DATA_DIR.value
+  import tensorflow_datasets as tfds
+  return tfds.core.constants.DATA_DIR
+
+
+def fail(message: str):
+  """Ends the launcher with one line on stderr and exit status 2."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def load_config(name: str):
+  """The get_config() of launch/configs/<name>.py."""
+  import importlib.util
+  import os
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'skinjax_config_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

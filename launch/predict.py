@@ -1,0 +1,118 @@
+r"""Predicts on image files with a trained run, or runs paper 1's segment-then-classify
+diagnosis with two.
+
+  python launch/predict.py --workdir=runs/dcn lesion1.jpg lesion2.png
+  python launch/predict.py --segmenter_workdir=runs/unet --classifier_workdir=runs/dcn *.jpg
+
+Writes one JSON per image (and, for segmenters and diagnoses, an overlay PNG) to
+--output_dir. An image that cannot be read fails alone: its JSON holds the error and the
+others are still predicted.
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from skinjax import predictor as predictor_lib  # noqa: E402
+from skinjax.data.image_files import DatasetFileError, read_rgb  # noqa: E402
+
+WORKDIR = flags.DEFINE_string('workdir', None, 'A trained classifier or segmenter run.')
+SEGMENTER = flags.DEFINE_string('segmenter_workdir', None, 'A trained U-Net run (diagnosis).')
+CLASSIFIER = flags.DEFINE_string('classifier_workdir', None,
+                                 'A trained classifier run (diagnosis).')
+OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
+                                 'Where results go (default: <workdir>/predictions).')
+MARGIN = flags.DEFINE_float('margin', 0.1, 'Crop margin around the lesion box, as a '
+                            'fraction of its size (diagnosis).')
+
+
+def overlay(image, mask, path, title, box=None):
+  figure, axis = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
+  axis.imshow(image)
+  if mask.any() and not mask.all():
+    axis.contour(mask.astype(float), levels=[0.5], colors='red', linewidths=1.5)
+  if box is not None:
+    top, left, bottom, right = box
+    axis.add_patch(plt.Rectangle((left, top), right - left, bottom - top, fill=False,
+                                 edgecolor='yellow', linewidth=1.5))
+  axis.set_title(title, fontsize=10)
+  axis.axis('off')
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
+def fail(message):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def main(argv):
+  images = argv[1:]
+  pair = SEGMENTER.value or CLASSIFIER.value
+  if not images:
+    fail('no image files given')
+  if pair and not (SEGMENTER.value and CLASSIFIER.value):
+    fail('a diagnosis needs both --segmenter_workdir and --classifier_workdir')
+  if not pair and not WORKDIR.value:
+    fail('give --workdir, or --segmenter_workdir with --classifier_workdir')
+  logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
+  try:
+    if pair:
+      segmenter = predictor_lib.Predictor(SEGMENTER.value)
+      classifier = predictor_lib.Predictor(CLASSIFIER.value)
+      if segmenter.task != 'segmentation' or classifier.task != 'classification':
+        fail(f'--segmenter_workdir holds a {segmenter.task} run and --classifier_workdir a '
+             f'{classifier.task} run; expected segmentation and classification')
+    else:
+      single = predictor_lib.Predictor(WORKDIR.value)
+  except FileNotFoundError as error:
+    fail(str(error))
+  output_dir = OUTPUT_DIR.value or os.path.join(
+      CLASSIFIER.value if pair else WORKDIR.value, 'predictions')
+  os.makedirs(output_dir, exist_ok=True)
+  failures = 0
+  for path in images:
+    name = os.path.splitext(os.path.basename(path))[0]
+    result = {'image': os.path.abspath(path)}
+    try:
+      image = read_rgb(path)
+      if pair:
+        diagnosis = predictor_lib.diagnose(image, segmenter, classifier, MARGIN.value)
+        result.update(diagnosis.to_json())
+        result['overlay'] = os.path.join(output_dir, f'{name}_diagnosis.png')
+        overlay(image, diagnosis.mask, result['overlay'],
+                f'{diagnosis.predicted} {diagnosis.probabilities[diagnosis.predicted]:.2f}',
+                diagnosis.box)
+      elif single.task == 'classification':
+        result['probabilities'] = single.probabilities(image)
+        result['predicted_class'] = max(result['probabilities'], key=result['probabilities'].get)
+      else:
+        mask = single.mask(image)
+        result['lesion_fraction'] = float(mask.mean())
+        result['mask'] = os.path.join(output_dir, f'{name}_mask.png')
+        from PIL import Image
+        Image.fromarray((mask * 255).astype(np.uint8)).save(result['mask'])
+        result['overlay'] = os.path.join(output_dir, f'{name}_overlay.png')
+        overlay(image, mask, result['overlay'], f'lesion {mask.mean():.1%} of the image')
+    except (DatasetFileError, OSError, ValueError) as error:
+      failures += 1
+      result['error'] = str(error)
+    with open(os.path.join(output_dir, f'{name}.json'), 'w') as file:
+      json.dump(result, file, indent=2)
+    print(f'{path}: ' + (result.get('error') or result.get('predicted_class') or
+                         f"lesion {result['lesion_fraction']:.1%}"))
+  print(f'results: {output_dir} ({len(images) - failures} of {len(images)} images predicted)')
+  if failures == len(images):
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main)

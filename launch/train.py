@@ -1,0 +1,40 @@
+r"""Trains a paper's system from its config: one entry for DeepConvNet, U-Net and B3.
+
+  python launch/train.py --config=launch/configs/deepconvnet_ham10000.py \
+      --workdir=runs/dcn --manual_dir=/data/HAM10000 [--config.batch_size=128]
+
+Restarting with the same --workdir resumes from its latest checkpoint.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+import common_flags
+from skinjax.train import experiment, trainer
+from skinjax.train.checkpoint import CheckpointMismatchError
+
+CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
+                                         lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    common_flags.fail(f'unexpected arguments {argv[1:]}')
+  # Orbax logs every step of every save at INFO.
+  logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
+  config = common_flags.apply_to(CONFIG.value)
+  try:
+    experiment.check(config, workdir=common_flags.WORKDIR.value)
+    metrics = trainer.train_and_evaluate(config, common_flags.WORKDIR.value,
+                                         data_dir=common_flags.data_dir(),
+                                         manual_dir=common_flags.MANUAL_DIR.value)
+  except (experiment.ConfigError, CheckpointMismatchError, FileNotFoundError) as error:
+    common_flags.fail(str(error))
+  shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+  print(f'test metrics of the best checkpoint: {shown}')
+  print(f'report: {common_flags.WORKDIR.value}/report/test/report.json')
+
+
+if __name__ == '__main__':
+  app.run(main)

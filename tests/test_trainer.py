@@ -1,0 +1,146 @@
+"""The training loop from config to report: outputs, resumption, restoring on other devices,
+refusing a mismatched checkpoint, and one-line flag errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from skinjax.data import synthetic
+from training_runs import classifier_config, train
+from skinjax.train import experiment, trainer
+from skinjax.train.checkpoint import CheckpointMismatchError
+from skinjax.train.metric_writer import read_history
+from skinjax.train.run_state import restore_run
+
+REPO = Path(__file__).resolve().parents[1]
+tfds.disable_progress_bar()
+
+
+def test_a_run_leaves_its_logs_checkpoints_and_report(classifier_run):
+  workdir, metrics = classifier_run
+  history = read_history(str(workdir))
+  assert [record['epoch'] for record in history] == [0, 1]
+  assert {'loss', 'accuracy', 'precision_weighted'} <= set(history[0]['validation'])
+  assert list((workdir / 'tensorboard').glob('events.out.tfevents.*'))
+  assert json.loads((workdir / 'config.json').read_text())['class_names'] == list(
+      synthetic.HAM10000_CLASSES)
+  report = json.loads((workdir / 'report' / 'test' / 'report.json').read_text())
+  assert report['metrics']['accuracy'] == pytest.approx(metrics['accuracy'])
+  assert report['examples'] == 7  # 1 of 5 lesions per class, 7 classes, in test
+  assert np.array(report['confusion_matrix']).sum() == 7
+  assert 'weighted avg' in report['classification_report']
+  for figure in ('confusion_matrix', 'training_curves', 'predictions'):
+    assert Path(report['figures'][figure]).stat().st_size > 10_000
+
+
+def test_resuming_after_epoch_1_ends_where_an_uninterrupted_run_ends(layouts, tmp_path):
+  train(classifier_config(epochs=1), tmp_path / 'resumed', layouts)
+  train(classifier_config(epochs=3), tmp_path / 'resumed', layouts)  # same workdir: resumes
+  train(classifier_config(epochs=3), tmp_path / 'straight', layouts)
+  resumed = restore_run(str(tmp_path / 'resumed'), step='latest')
+  straight = restore_run(str(tmp_path / 'straight'), step='latest')
+  assert resumed.step == straight.step
+  for a, b in zip(jax.tree.leaves(resumed.state.params), jax.tree.leaves(straight.state.params)):
+    np.testing.assert_array_equal(a, b)
+  assert [r['epoch'] for r in read_history(str(tmp_path / 'resumed'))] == [0, 1, 2]
+
+
+class Interrupt(Exception):
+  pass
+
+
+def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint(layouts, tmp_path, monkeypatch):
+  config = classifier_config(epochs=2, checkpoint_every_steps=3)
+  real = trainer.make_parallel
+  calls = []
+
+  def interrupting(*args, **kwargs):
+    parallel = real(*args, **kwargs)
+    step = parallel.train_step
+
+    def counted(*step_args):
+      calls.append(1)
+      if len(calls) == 8:  # inside epoch 1 (of 2), after the step-6 checkpoint
+        raise Interrupt()
+      return step(*step_args)
+
+    parallel.train_step = counted
+    return parallel
+
+  monkeypatch.setattr(trainer, 'make_parallel', interrupting)
+  with pytest.raises(Interrupt):
+    train(config, tmp_path / 'killed', layouts)
+  monkeypatch.setattr(trainer, 'make_parallel', real)
+  train(config, tmp_path / 'killed', layouts)
+  train(config, tmp_path / 'straight', layouts)
+  killed = restore_run(str(tmp_path / 'killed'), step='latest')
+  straight = restore_run(str(tmp_path / 'straight'), step='latest')
+  for a, b in zip(jax.tree.leaves(killed.state.params), jax.tree.leaves(straight.state.params)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_checkpoint_of_another_resolution_is_refused_with_both_descriptions(
+    classifier_run, layouts):
+  workdir, _ = classifier_run
+  with pytest.raises(CheckpointMismatchError,
+                     match=r"holds model 'deepconvnet' with 7 classes .* at 28x28.*this run "
+                           r"builds model 'deepconvnet' with 7 classes .* at 32x32"):
+    train(classifier_config(image_size=32), workdir, layouts)
+
+
+def run_launcher(script, *args, devices=None):
+  env = dict(os.environ)
+  if devices is not None:
+    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  return subprocess.run([sys.executable, str(REPO / 'launch' / script), *args],
+                        capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_evaluation_on_one_device_restores_a_four_device_run(classifier_run):
+  workdir, metrics = classifier_run  # trained with pmap on the 4 test devices
+  result = run_launcher('evaluate.py', f'--workdir={workdir}', '--split=test',
+                        '--parallel=jit', devices=1)
+  assert result.returncode == 0, result.stderr[-2000:]
+  report = json.loads((workdir / 'report' / 'test' / 'report.json').read_text())
+  assert report['metrics']['accuracy'] == pytest.approx(metrics['accuracy'], abs=1e-6)
+  assert report['metrics']['loss'] == pytest.approx(metrics['loss'], rel=1e-5)
+
+
+@pytest.mark.parametrize('changes,message', [
+    ({'model': 'resnet50'}, r"--config.model='resnet50': unknown model; known: deepconvnet"),
+    ({'batch_size': 6}, r'--config.batch_size=6: must be a positive multiple of the 4 device'),
+    ({'parallel': 'xmap'}, r"--parallel='xmap': expected one of pmap, jit"),
+    ({'split_protocol': 'paper', 'dataset': 'ph2'}, r'--split_protocol=paper: only defined'),
+    ({'augment': 'mixup'}, r"--config.augment='mixup': expected one of none"),
+])
+def test_config_mistakes_are_named_before_anything_is_built(changes, message):
+  with pytest.raises(experiment.ConfigError, match=message):
+    experiment.check(classifier_config(**changes), num_devices=4)
+
+
+def test_an_unwritable_workdir_is_named():
+  with pytest.raises(experiment.ConfigError, match='--workdir=/proc/no_such_dir: cannot write'):
+    experiment.check(classifier_config(), workdir='/proc/no_such_dir')
+
+
+def test_the_launcher_reports_a_flag_error_in_one_line(tmp_path):
+  result = run_launcher('train.py', f'--config={REPO / "launch/configs/deepconvnet_ham10000.py"}',
+                        f'--workdir={tmp_path / "run"}', '--config.batch_size=6', devices=4)
+  assert result.returncode == 2
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert errors == ['error: --config.batch_size=6: must be a positive multiple of the 4 '
+                    'device(s)'], result.stderr[-2000:]
+  assert not (tmp_path / 'run' / 'checkpoints').exists()  # stopped before any work
+
+
+def test_evaluating_a_workdir_without_checkpoints_says_so(tmp_path):
+  result = run_launcher('evaluate.py', f'--workdir={tmp_path}')
+  assert result.returncode == 2
+  assert f'error: --workdir={tmp_path}: no checkpoints in' in result.stderr
