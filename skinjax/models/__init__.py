@@ -10,6 +10,10 @@ from typing import Callable
 import flax.linen as nn
 
 from skinjax.models.deepconvnet import DeepConvNet
+from skinjax.models.efficientnet_v2 import (EfficientNetV2, EfficientNetV2B0, EfficientNetV2B1,
+                                            EfficientNetV2B2, EfficientNetV2B3,
+                                            EfficientNetV2Tiny)
+from skinjax.models.heads import Classifier, SkinHead
 from skinjax.models.unet import UNet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -19,6 +23,16 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'unet_small': partial(UNet, base_width=16),
     # For tests: two channels at the first level and two levels, quick to compile.
     'unet_tiny': partial(UNet, base_width=2, depth=2),
+    # Keras' ImageNet models (1000 classes with a top; num_classes=None: headless).
+    'efficientnetv2_b0': EfficientNetV2B0,
+    'efficientnetv2_b1': EfficientNetV2B1,
+    'efficientnetv2_b2': EfficientNetV2B2,
+    'efficientnetv2_b3': EfficientNetV2B3,
+    # For tests: 8 blocks, 8 to 48 channels.
+    'efficientnetv2_tiny': EfficientNetV2Tiny,
+    # Paper 2: EfficientNetV2-B3 under its custom head, 9 ISIC classes by default.
+    'efficientnetv2_b3_skin': partial(Classifier, backbone=EfficientNetV2B3),
+    'efficientnetv2_tiny_skin': partial(Classifier, backbone=EfficientNetV2Tiny),
 }
 
 
@@ -29,4 +43,6 @@ def create_model(name: str, **kwargs) -> nn.Module:
   return MODELS[name](**kwargs)
 
 
-__all__ = ['MODELS', 'create_model', 'DeepConvNet', 'UNet']
+__all__ = ['MODELS', 'create_model', 'Classifier', 'DeepConvNet', 'EfficientNetV2',
+           'EfficientNetV2B0', 'EfficientNetV2B1', 'EfficientNetV2B2', 'EfficientNetV2B3',
+           'SkinHead', 'UNet']

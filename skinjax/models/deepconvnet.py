@@ -14,6 +14,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from skinjax.explain.gradcam import mark_gradcam_map
+
 # Keras Conv2D and Dense defaults: Glorot-uniform kernels, zero biases.
 keras_kernel_init = nn.initializers.glorot_uniform()
 
@@ -44,6 +46,8 @@ class DeepConvNet(nn.Module):
     x = images.astype(self.dtype)
     for index, features in enumerate((16, 32, 64, 128), start=1):
       x = nn.relu(conv(features, name=f'conv{index}')(x))
+      if index == 4:
+        x = mark_gradcam_map(self, x)  # the last conv map, after its ReLU as Keras outputs it
       x = nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')
     x = x.reshape((x.shape[0], -1))  # NHWC flattened in (H, W, C) order, as Keras does.
     x = nn.relu(dense(64, name='dense1')(x))

@@ -1,0 +1,1 @@
+"""Weight conversion from other frameworks' files into skinjax's Flax variables."""

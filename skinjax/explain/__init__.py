@@ -1,0 +1,1 @@
+"""Explanations and unsupervised segmentation: Grad-CAM and k-means colour clustering."""
