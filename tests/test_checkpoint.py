@@ -1,33 +1,70 @@
-"""Orbax checkpoints round-trip the TrainState and the run config."""
+"""Orbax checkpoints: round trip, latest plus best-K retention, refusal of another model."""
 
 import jax
 import numpy as np
 import pytest
 
 from skinjax.models import create_model
-from skinjax.train.checkpoint import Checkpointer
+from skinjax.train.checkpoint import CheckpointMismatchError, Checkpointer, check_compatible
 from skinjax.train.state import create_train_state, keras_adam
 
+CONFIG = {'model': 'unet_tiny', 'num_classes': 1, 'class_names': None, 'image_size': 32,
+          'dataset_full_name': 'ph2/1.0.0'}
 
-def test_save_then_restore_returns_the_same_state_and_config(tmp_path):
+
+@pytest.fixture(scope='module')
+def unet_state():
   model = create_model('unet_tiny')
-  state = create_train_state(jax.random.key(0), model, (1, 32, 32, 3), keras_adam(1e-3))
-  state = state.replace(step=state.step + 7)
-  checkpointer = Checkpointer(tmp_path / 'ckpt')
-  checkpointer.save(7, state, {'model': 'unet_tiny', 'image_size': 32})
-  checkpointer.close()
+  return jax.device_get(create_train_state(jax.random.key(0), model, (1, 32, 32, 3),
+                                           keras_adam(1e-3)))
 
-  template = create_train_state(jax.random.key(1), model, (1, 32, 32, 3), keras_adam(1e-3))
-  restored, config = Checkpointer(tmp_path / 'ckpt').restore(template)
-  assert config == {'model': 'unet_tiny', 'image_size': 32}
+
+def test_save_then_restore_returns_the_same_state_config_and_progress(unet_state, tmp_path):
+  state = unet_state.replace(step=np.int32(7))
+  checkpointer = Checkpointer(tmp_path / 'ckpt')
+  checkpointer.save(7, state, config=CONFIG, progress={'epoch': 1, 'step': 7, 'phase': 0})
+  checkpointer.close()
+  restored, config, progress = Checkpointer(tmp_path / 'ckpt').restore(unet_state)
+  assert config == CONFIG and progress == {'epoch': 1, 'step': 7, 'phase': 0}
   assert int(restored.step) == 7
   for a, b in zip(jax.tree.leaves((restored.params, restored.batch_stats, restored.opt_state)),
                   jax.tree.leaves((state.params, state.batch_stats, state.opt_state))):
     np.testing.assert_array_equal(a, b)
 
 
-def test_restore_from_an_empty_directory_names_it(tmp_path):
-  model = create_model('deepconvnet')
-  template = create_train_state(jax.random.key(0), model, (1, 28, 28, 3), keras_adam(1e-3))
+def test_the_latest_and_the_best_k_are_kept(unet_state, tmp_path):
+  checkpointer = Checkpointer(tmp_path / 'ckpt', best_metric='dice', keep_best=2)
+  for epoch, dice in enumerate([0.5, 0.8, 0.6, 0.4, 0.7], start=1):
+    checkpointer.save(10 * epoch - 5, unet_state, config=CONFIG, progress={})  # mid-epoch
+    checkpointer.save(10 * epoch, unet_state, config=CONFIG, progress={},
+                      metrics={'dice': dice})
+  checkpointer.wait()
+  # Best two: 0.8 (step 20) and 0.7 (step 50, also the latest); no mid-epoch step is left.
+  assert checkpointer.all_steps() == [20, 50]
+  assert checkpointer.best_step() == 20 and checkpointer.latest_step() == 50
+  checkpointer.close()
+
+
+def test_a_checkpoint_of_another_model_or_class_set_is_refused_with_both(unet_state, tmp_path):
+  checkpointer = Checkpointer(tmp_path / 'ckpt')
+  checkpointer.save(1, unet_state, config=CONFIG, progress={})
+  checkpointer.wait()
+  other = {**CONFIG, 'model': 'unet', 'image_size': 224}
+  with pytest.raises(CheckpointMismatchError,
+                     match=r"step 1 holds model 'unet_tiny' with 1 classes at 32x32.*this run "
+                           r"builds model 'unet' with 1 classes at 224x224.*differ in model, "
+                           r'image_size'):
+    checkpointer.restore(unet_state, expected_config=other)
+  checkpointer.close()
+
+
+def test_class_names_must_agree_too():
+  saved = {'model': 'deepconvnet', 'num_classes': 2, 'class_names': ['benign', 'malignant'],
+           'image_size': 28}
+  with pytest.raises(CheckpointMismatchError, match='differ in num_classes, class_names'):
+    check_compatible(saved, {**saved, 'num_classes': 3, 'class_names': ['a', 'b', 'c']}, 'here')
+
+
+def test_restore_from_an_empty_directory_names_it(unet_state, tmp_path):
   with pytest.raises(FileNotFoundError, match='no checkpoint in .*empty'):
-    Checkpointer(tmp_path / 'empty').restore(template)
+    Checkpointer(tmp_path / 'empty').restore(unet_state)

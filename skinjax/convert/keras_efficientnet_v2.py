@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
-import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from skinjax.models import create_model
@@ -279,22 +278,21 @@ def convert(path: str, variant: str, include_top: bool = True, *,
 
 def save_converted(directory: str, variables: dict, config: dict) -> None:
   """Writes `variables` and `config` as step 0 of an orbax checkpoint in `directory`."""
-  checkpointer = Checkpointer(directory, max_to_keep=None)
-  checkpointer.save(0, variables, config)
+  checkpointer = Checkpointer(directory)
+  checkpointer.save(0, variables, config=config, progress={'converted': True})
   checkpointer.close()
 
 
 def load_converted(directory: str) -> tuple[Any, dict]:
   """(variables, config) saved by `save_converted` (e.g. by launch/convert_weights.py)."""
-  checkpointer = Checkpointer(directory)
+  checkpointer = Checkpointer(directory, read_only=True)
   step = checkpointer.latest_step()
   if step is None:
     raise FileNotFoundError(f'no converted weights in {checkpointer.directory}')
-  config = ocp.CheckpointManager(checkpointer.directory).restore(
-      step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
+  config, _ = checkpointer.read_config(step)
   model = create_model(config['model'], num_classes=config['num_classes'])
   template = abstract_variables(model)
   template = {k: template[k] for k in ('params', 'batch_stats')}
-  variables, config = checkpointer.restore(template, step)
+  variables, config, _ = checkpointer.restore(template, step)
   checkpointer.close()
   return variables, config
