@@ -18,6 +18,9 @@ PARALLEL = flags.DEFINE_enum('parallel', None, ['pmap', 'jit'],
 DTYPE = flags.DEFINE_enum('dtype', None, list(experiment.DTYPES),
                           'Compute dtype (default: the config\'s).')
 SEED = flags.DEFINE_integer('seed', None, 'Seed (default: the config\'s).')
+SKIP_NONFINITE = flags.DEFINE_bool(
+    'skip_nonfinite', None, 'Skip (and count) updates whose loss or gradient is not finite '
+    'instead of stopping the run (default: the config\'s, which stops).')
 SPLIT_PROTOCOL = flags.DEFINE_enum('split_protocol', None, list(experiment.SPLIT_PROTOCOLS),
                                    'HAM10000: lesion-grouped split (default) or paper 1\'s.')
 
@@ -26,7 +29,7 @@ def apply_to(config):
   """Writes the flags that were given into `config`."""
   with config.unlocked():
     for flag, key in ((PARALLEL, 'parallel'), (DTYPE, 'dtype'), (SEED, 'seed'),
-                      (SPLIT_PROTOCOL, 'split_protocol')):
+                      (SPLIT_PROTOCOL, 'split_protocol'), (SKIP_NONFINITE, 'skip_nonfinite')):
       if flag.value is not None:
         config[key] = flag.value
   return config

@@ -1,6 +1,6 @@
 r"""Evaluates a run's best checkpoint from its workdir alone, on the devices at hand.
 
-  python launch/evaluate.py --workdir=runs/dcn [--split=test]
+  python launch/evaluate.py --workdir=runs/dcn [--split=test] [--parallel=jit]
 
 Writes <workdir>/report/<split>/: report.json, classification_report.txt, figures.
 """
@@ -23,7 +23,8 @@ def main(argv):
   try:
     metrics = trainer.evaluate_workdir(common_flags.WORKDIR.value, split=SPLIT.value,
                                        data_dir=common_flags.DATA_DIR.value,
-                                       manual_dir=common_flags.MANUAL_DIR.value, step=step)
+                                       manual_dir=common_flags.MANUAL_DIR.value, step=step,
+                                       parallel=common_flags.PARALLEL.value)
   except FileNotFoundError as error:
     common_flags.fail(str(error))
   shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}

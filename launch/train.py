@@ -6,6 +6,8 @@ r"""Trains a paper's system from its config: one entry for DeepConvNet, U-Net an
 Restarting with the same --workdir resumes from its latest checkpoint.
 """
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -29,8 +31,14 @@ def main(argv):
     metrics = trainer.train_and_evaluate(config, common_flags.WORKDIR.value,
                                          data_dir=common_flags.data_dir(),
                                          manual_dir=common_flags.MANUAL_DIR.value)
-  except (experiment.ConfigError, CheckpointMismatchError, FileNotFoundError) as error:
+  except (experiment.ConfigError, CheckpointMismatchError, FileNotFoundError,
+          trainer.NonFiniteError) as error:
     common_flags.fail(str(error))
+  except trainer.Preempted as stopped:
+    # As a process ended by SIGTERM reports itself (128 + 15), so that a scheduler or a
+    # `train && evaluate` chain sees the run is not finished; the checkpoint is complete.
+    print(str(stopped), file=sys.stderr)
+    sys.exit(143)
   shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
   print(f'test metrics of the best checkpoint: {shown}')
   print(f'report: {common_flags.WORKDIR.value}/report/test/report.json')

@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use('Agg')  # files only; no display
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
@@ -72,6 +73,7 @@ def plot_training_curves(history: list[dict], task: str, path: str):
         axis.axvline(epochs[position] - 0.5, color='grey', linewidth=0.8)
     axis.set_title(title)
     axis.set_xlabel('epoch')
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
   return _save(figure, path)
@@ -161,6 +163,7 @@ def write_report(directory: str, *, run, split: str, metrics: dict, arrays, logi
         history, task, os.path.join(directory, 'training_curves.png'))
   if task == 'classification':
     class_names = run.description['class_names']
+    report['class_names'] = list(class_names)
     probabilities = _softmax(logits)
     predicted = probabilities.argmax(axis=-1)
     labels = np.arange(len(class_names))

@@ -165,6 +165,8 @@ def base_config():
   config.best_mode = 'max'
   config.keep_best = 3
   config.checkpoint_every_steps = 0
+  # A non-finite loss or gradient stops the run; True skips such updates and counts them.
+  config.skip_nonfinite = False
 
   config.parallel = 'pmap'
   config.dtype = 'float32'

@@ -15,3 +15,29 @@ def predict_split(parallel, state, feed: pipeline.InputPipeline, batch_size: int
   outputs = [parallel.predict(state, batch, feed.data)[:len(index)]
              for index, batch in zip(order, feed.batches(order, pad_to=batch_size))]
   return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+
+def gradcam_samples(run, arrays, *, count: int = 8):
+  """Grad-CAM of the predicted class for `count` examples spread over a split.
+
+  run: a skinjax.train.run_state.RestoredRun of a classifier. Returns (uint8 images,
+  heatmaps float32[n, S, S] in [0, 1], titles 'true -> predicted (probability)').
+  """
+  import jax
+
+  from skinjax.explain.gradcam import gradcam
+  indices = np.unique(np.linspace(0, len(arrays) - 1, min(count, len(arrays))).astype(int))
+  images = arrays.images[indices]
+  norm = run.description['normalization']
+  inputs = (images.astype(np.float32) - np.asarray(norm['mean'], np.float32)) / np.asarray(
+      norm['std'], np.float32)
+  variables = {'params': run.state.params}
+  if run.state.batch_stats:
+    variables['batch_stats'] = run.state.batch_stats
+  heatmaps, logits = jax.device_get(gradcam(run.model, variables, inputs))
+  probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+  probabilities /= probabilities.sum(-1, keepdims=True)
+  names = run.description['class_names']
+  titles = [f'{names[label]} -> {names[p.argmax()]} ({p.max():.2f})'
+            for label, p in zip(arrays.labels[indices], probabilities)]
+  return images, heatmaps, titles

@@ -63,7 +63,7 @@ class PmapParallel:
   mode = 'pmap'
 
   def __init__(self, model, task, devices=None, *, preprocess=None,
-               sync_batch_norm: bool = True):
+               sync_batch_norm: bool = True, skip_nonfinite: bool = False):
     self.devices = list(devices or jax.local_devices())
     self.num_devices = len(self.devices)
     # Place inputs exactly as pmap places its outputs: state and metrics fed back from a
@@ -76,7 +76,8 @@ class PmapParallel:
       model = model.clone(axis_name=PMAP_AXIS)
     pmap = functools.partial(jax.pmap, axis_name=PMAP_AXIS, devices=self.devices)
     bound = dict(model=model, task=task, preprocess=preprocess, axis_name=PMAP_AXIS)
-    self._train = pmap(functools.partial(steps.train_step, **bound),
+    self._train = pmap(functools.partial(steps.train_step, **bound,
+                                         skip_nonfinite=skip_nonfinite),
                        in_axes=(0, 0, 0, None, 0), donate_argnums=(0, 1))
     self._eval = pmap(functools.partial(steps.eval_step, **bound), donate_argnums=(1,))
     self._predict = pmap(functools.partial(steps.predict_step, model=model,
@@ -119,7 +120,8 @@ class JitParallel:
 
   mode = 'jit'
 
-  def __init__(self, model, task, devices=None, *, preprocess=None):
+  def __init__(self, model, task, devices=None, *, preprocess=None,
+               skip_nonfinite: bool = False):
     self.devices = list(devices or jax.local_devices())
     self.num_devices = len(self.devices)
     self.mesh = Mesh(np.array(self.devices), ('data',))
@@ -131,7 +133,7 @@ class JitParallel:
     # Device-resident data is replicated: each device gathers its shard of the batch
     # from its own copy, with no communication.
     self._train = jax.jit(
-        functools.partial(steps.train_step, **bound),
+        functools.partial(steps.train_step, **bound, skip_nonfinite=skip_nonfinite),
         in_shardings=(replicated, replicated, sharded, replicated, replicated),
         out_shardings=(replicated, replicated), donate_argnums=(0, 1))
     self._eval = jax.jit(
@@ -165,13 +167,18 @@ class JitParallel:
     return np.asarray(jax.device_get(self._predict(state, batch, data)))
 
 
-def make_parallel(mode: str, model, task, devices=None, *, preprocess=None):
+def make_parallel(mode: str, model, task, devices=None, *, preprocess=None,
+                  skip_nonfinite: bool = False):
   """The wrapper for `mode` ('pmap' or 'jit') over `devices` (default: all local).
 
   preprocess: optional skinjax.data.pipeline.Preprocess run inside each step.
+  skip_nonfinite: skip (and count) non-finite updates instead of withholding all later
+    ones (see skinjax.train.steps.train_step).
   """
   if mode == 'pmap':
-    return PmapParallel(model, task, devices, preprocess=preprocess)
+    return PmapParallel(model, task, devices, preprocess=preprocess,
+                        skip_nonfinite=skip_nonfinite)
   if mode == 'jit':
-    return JitParallel(model, task, devices, preprocess=preprocess)
+    return JitParallel(model, task, devices, preprocess=preprocess,
+                       skip_nonfinite=skip_nonfinite)
   raise ValueError(f'--parallel must be one of {PARALLEL_MODES}, got {mode!r}')

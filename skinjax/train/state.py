@@ -5,17 +5,24 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
 class TrainState(flax.struct.PyTreeNode):
-  """step int32[], params, batch_stats (BatchNorm running statistics) and opt_state."""
+  """step int32[], params, batch_stats (BatchNorm running statistics) and opt_state.
+
+  nonfinite_steps counts the steps whose loss or gradient was not finite (their update
+  was not applied); first_nonfinite_step is the step number of the first, or -1.
+  """
 
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+  nonfinite_steps: jax.Array = np.int32(0)
+  first_nonfinite_step: jax.Array = np.int32(-1)
 
   def apply_gradients(self, grads, batch_stats):
     updates, opt_state = self.tx.update(grads, self.opt_state, self.params)

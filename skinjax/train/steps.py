@@ -8,12 +8,22 @@ the same result on one device or many.
 """
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 
 
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
+
+
 def train_step(state, metrics, batch, rng, data=None, *, model, task, preprocess=None,
-               axis_name=None):
+               axis_name=None, skip_nonfinite=False):
   """One optimiser update. Returns (state, metrics merged with this batch's).
+
+  A step whose loss or gradient is not finite changes neither the weights, the optimiser
+  nor the metrics; it is counted in state.nonfinite_steps (and the first one's step kept).
+  Without `skip_nonfinite` every later update is withheld too, so the state stays the last
+  good one until the host (which reads the count before it checkpoints) stops the run.
 
   Args:
     state: TrainState.
@@ -46,8 +56,20 @@ def train_step(state, metrics, batch, rng, data=None, *, model, task, preprocess
     grads = lax.pmean(grads, axis_name)
     batch_metrics = lax.psum(batch_metrics, axis_name)
   # With synchronised BatchNorm the new statistics already agree across devices.
-  state = state.apply_gradients(grads, updates.get('batch_stats', state.batch_stats))
-  return state, metrics.merge(batch_metrics)
+  updated = state.apply_gradients(grads, updates.get('batch_stats', state.batch_stats))
+  # After the cross-device reductions, so every device takes the same decision.
+  finite = _all_finite(grads) & jnp.isfinite(batch_metrics.loss.total)
+  apply = finite if skip_nonfinite else finite & (state.nonfinite_steps == 0)
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(apply, n, o), new, old)
+  state = updated.replace(
+      params=keep(updated.params, state.params),
+      batch_stats=keep(updated.batch_stats, state.batch_stats),
+      opt_state=keep(updated.opt_state, state.opt_state),
+      nonfinite_steps=state.nonfinite_steps + jnp.where(finite, 0, 1).astype(jnp.int32),
+      first_nonfinite_step=jnp.where((state.first_nonfinite_step < 0) & ~finite,
+                                     state.step, state.first_nonfinite_step).astype(jnp.int32))
+  merged = metrics.merge(batch_metrics)
+  return state, jax.tree.map(lambda n, o: jnp.where(finite, n, o), merged, metrics)
 
 
 def eval_step(state, metrics, batch, data=None, *, model, task, preprocess=None,

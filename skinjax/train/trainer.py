@@ -22,7 +22,22 @@ from skinjax.train import evaluate as evaluate_lib, experiment, inference, run_s
 from skinjax.train.checkpoint import Checkpointer, check_compatible
 from skinjax.train.metric_writer import MetricWriter, summary_line
 from skinjax.train.parallel import make_parallel
+from skinjax.train.preemption import PreemptionWatch
 from skinjax.train.state import create_train_state
+
+
+class NonFiniteError(RuntimeError):
+  """A non-finite loss or gradient stopped the run; nothing was saved after the last good
+  checkpoint."""
+
+
+class Preempted(Exception):
+  """SIGTERM stopped the run after a checkpoint was written; the same command resumes."""
+
+  def __init__(self, step: int, checkpoint_dir: str):
+    super().__init__(f'stopped by SIGTERM at step {step}; checkpoint saved in '
+                     f'{checkpoint_dir}; run the same command again to resume')
+    self.step = step
 
 
 @dataclasses.dataclass
@@ -40,7 +55,8 @@ class _Phase:
 def _enter_phase(config, index, model, task, preprocess, data) -> _Phase:
   phase_model = run_state.phase_model(config, model, index)
   tx = experiment.build_optimizer(phase_model, config.phases[index].learning_rate)
-  parallel = make_parallel(config.parallel, phase_model, task, preprocess=preprocess)
+  parallel = make_parallel(config.parallel, phase_model, task, preprocess=preprocess,
+                           skip_nonfinite=config.get('skip_nonfinite', False))
   feeds = [pipeline.InputPipeline(arrays, parallel, placement=config.data_placement)
            for arrays in (data.train, data.validation)]
   return _Phase(index, phase_model, tx, parallel, *feeds)
@@ -64,12 +80,46 @@ def _initial_state(config, model, tx):
   return state
 
 
+def _nonfinite_check(config, parallel, state, data, steps_per_epoch, checkpoints,
+                     seen: int) -> int:
+  """Reads the step's non-finite count (a host sync, so only before checkpoints).
+
+  Without config.skip_nonfinite, the first non-finite step stops the run with its step and
+  batch. Returns the count, for the next call.
+  """
+  count, first = (int(x) for x in parallel.fetch((state.nonfinite_steps,
+                                                   state.first_nonfinite_step)))
+  if count > seen and config.get('skip_nonfinite', False):
+    logging.warning('skipped %d update(s) with a non-finite loss or gradient so far (the '
+                    'first at step %d)', count, first)
+  elif count:
+    epoch, position = divmod(first, steps_per_epoch)
+    indices = pipeline.train_order(data.train_indices, config.batch_size, epoch=epoch,
+                                   seed=config.seed)[position]
+    checkpoints.wait()
+    raise NonFiniteError(
+        f'step {first} (epoch {epoch + 1}): the loss or a gradient is not finite for the '
+        f'batch of training examples {indices.tolist()} (image ids '
+        f'{data.train.image_ids[indices].tolist()}); stopped without saving, the last good '
+        f'checkpoint is step {checkpoints.latest_step()} in {checkpoints.directory}. '
+        '--skip_nonfinite skips such updates instead')
+  return count
+
+
 def train_and_evaluate(config, workdir: str, *, data_dir: str, manual_dir: str | None = None,
                        show_progress: bool = True) -> dict:
   """Trains as `config` says, checkpoints in `workdir`, and reports on the test split.
 
-  Returns the test metrics of the best checkpoint.
+  Returns the test metrics of the best checkpoint. Raises Preempted after saving when
+  SIGTERM arrives, and NonFiniteError (saving nothing) on a non-finite loss or gradient
+  unless config.skip_nonfinite.
   """
+  with PreemptionWatch() as preemption:
+    return _train_and_evaluate(config, workdir, data_dir=data_dir, manual_dir=manual_dir,
+                               show_progress=show_progress, preemption=preemption)
+
+
+def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress, preemption):
   experiment.check(config, workdir=workdir)
   data = experiment_data.prepare(config, data_dir=data_dir, manual_dir=manual_dir)
   classification = config.task == 'classification'
@@ -109,6 +159,7 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str, manual_dir: str |
   state = phase.parallel.replicate(state)
   writer = MetricWriter(workdir, resume_epoch=step // steps_per_epoch)
   rng = jax.random.key(config.seed + 1)
+  nonfinite = 0
 
   for epoch in range(step // steps_per_epoch, total_epochs):
     index = experiment.phase_of_epoch(config, epoch)
@@ -133,10 +184,21 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str, manual_dir: str |
       bar.update()
       rate = (bar.n - offset) * config.batch_size / (time.perf_counter() - start)
       bar.set_postfix_str(f'{rate:.0f} images/s', refresh=False)
-      if (config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
-          and step % steps_per_epoch):
+      if not step % steps_per_epoch:
+        continue  # the epoch's end saves (and answers a pre-emption) below
+      if preemption.requested or (config.checkpoint_every_steps
+                                  and step % config.checkpoint_every_steps == 0):
+        nonfinite = _nonfinite_check(config, phase.parallel, state, data, steps_per_epoch,
+                                     checkpoints, nonfinite)
         checkpoints.save(step, phase.parallel.fetch(state), config=description,
                          progress={'epoch': epoch, 'step': step, 'phase': index})
+        if preemption.requested:
+          bar.close()
+          checkpoints.close()
+          writer.close()
+          raise Preempted(step, checkpoints.directory)
+    nonfinite = _nonfinite_check(config, phase.parallel, state, data, steps_per_epoch,
+                                 checkpoints, nonfinite)
     train_metrics = phase.parallel.fetch(metrics).compute()  # the epoch's one host read
     seconds = time.perf_counter() - start
     bar.close()
@@ -149,6 +211,8 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str, manual_dir: str |
     record = {'epoch': epoch, 'step': step, 'phase': config.phases[index].name,
               'train': train_metrics, 'validation': validation_metrics, 'seconds': seconds,
               'images_per_second': (steps_per_epoch - offset) * config.batch_size / seconds}
+    if config.get('skip_nonfinite', False):
+      record['skipped_nonfinite_steps'] = nonfinite
     writer.write(record)
     logging.info('%s', summary_line(epoch, total_epochs, record))
     host_state = phase.parallel.fetch(state)
@@ -160,15 +224,23 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str, manual_dir: str |
       phase_checkpoints = Checkpointer(phase_dir, keep_best=0)
       phase_checkpoints.save(step, host_state, config=description, progress=progress)
       phase_checkpoints.close()
+    if preemption.requested and epoch + 1 < total_epochs:
+      checkpoints.close()
+      writer.close()
+      raise Preempted(step, checkpoints.directory)
   writer.close()
   checkpoints.close()
   return evaluate_workdir(workdir, split='test', data_dir=data_dir, manual_dir=manual_dir)
 
 
 def evaluate_workdir(workdir: str, *, split: str = 'test', data_dir: str | None = None,
-                     manual_dir: str | None = None, step='best', batch_size=None) -> dict:
+                     manual_dir: str | None = None, step='best', batch_size=None,
+                     parallel: str | None = None) -> dict:
   """Restores the run in `workdir` (best checkpoint), evaluates `split` on the devices at
-  hand, and writes the report under <workdir>/report/<split>/. Returns its metrics."""
+  hand, and writes the report under <workdir>/report/<split>/. Returns its metrics.
+
+  parallel: 'pmap' or 'jit' (default: the mode the run trained with).
+  """
   run = run_state.restore_run(workdir, step=step)
   config = run.config
   data = experiment_data.prepare(config, data_dir=data_dir or run.description['data_dir'],
@@ -178,7 +250,8 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', data_dir: str | None 
     raise ValueError(f'--split={split!r}: expected one of {", ".join(arrays)}')
   norm = config.normalization
   preprocess = pipeline.Preprocess(mean=tuple(norm.mean), std=tuple(norm.std))
-  parallel = make_parallel(config.parallel, run.model, run.task, preprocess=preprocess)
+  parallel = make_parallel(parallel or config.parallel, run.model, run.task,
+                           preprocess=preprocess)
   # Any device count: round the batch up to a multiple of it.
   size = batch_size or config.eval_batch_size
   size = -(-size // parallel.num_devices) * parallel.num_devices
@@ -188,7 +261,9 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', data_dir: str | None 
       parallel, state, run.task,
       feed.batches(pipeline.eval_order(len(arrays[split]), size), pad_to=size), data=feed.data)
   logits = inference.predict_split(parallel, state, feed, size)
+  gradcam = (inference.gradcam_samples(run, arrays[split])
+             if config.task == 'classification' and len(arrays[split]) else None)
   report_lib.write_report(os.path.join(workdir, 'report', split), run=run, split=split,
                           metrics=metrics, arrays=arrays[split], logits=logits,
-                          workdir=workdir)
+                          workdir=workdir, gradcam=gradcam)
   return metrics

@@ -1,0 +1,36 @@
+"""Paper 2 (EfficientSkinCaSV2B3): EfficientNetV2-B3 + its head on the 9-class ISIC set.
+
+Two phases in one launch, each checkpointed under workdir/phases/<name>:
+  frozen    the ImageNet backbone frozen in inference mode (BatchNorm statistics too);
+            only the head trains, Adam 1e-3;
+  finetune  the whole network trains at a hundredth of that rate, Adam 1e-5.
+Start from Keras ImageNet weights converted with launch/convert_weights.py:
+  --config.init_from=/path/to/converted  (without it the backbone trains from scratch,
+  and the log says so).
+Scenarios: --config.dataset_config=all9 | benign_malignant | benign6 | malignant3.
+The paper names no epoch counts or batch size; 10 + 10 epochs at batch 32 are ours.
+Images enter at 0..255: the B variants rescale and normalise inside the model, as
+Keras' include_preprocessing does.
+"""
+
+from skinjax.train import experiment
+
+
+def get_config():
+  config = experiment.base_config()
+  config.model = 'efficientnetv2_b3_skin'
+  config.task = 'classification'
+  config.dataset = 'isic9'
+  config.dataset_config = 'all9'
+  config.image_size = 300
+  config.augment = 'paper2_classification'
+  config.normalization.mean = (0.0, 0.0, 0.0)
+  config.normalization.std = (1.0, 1.0, 1.0)
+  config.batch_size = 32
+  config.eval_batch_size = 64
+  config.phases = [
+      experiment.phase('frozen', epochs=10, learning_rate=1e-3, train_backbone=False),
+      experiment.phase('finetune', epochs=10, learning_rate=1e-5, train_backbone=True),
+  ]
+  config.best_metric = 'accuracy'
+  return config

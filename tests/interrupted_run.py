@@ -1,0 +1,65 @@
+"""Trains tests/training_runs.classifier_config() and sends itself a signal at one moment.
+
+  python interrupted_run.py WORKDIR DATA_DIR MANUAL_DIR SIGNAL MOMENT N
+
+SIGNAL: TERM or KILL. MOMENT: 'step' (just before the N-th train step is dispatched) or
+'save' (as soon as the N-th checkpoint save has been handed to orbax, its asynchronous
+write still in flight). Exits 143 when a SIGTERM stopped the run as the launcher does.
+Used by test_interruptions.py: real signals, at moments chosen exactly.
+"""
+
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from skinjax.train import checkpoint, trainer  # noqa: E402
+from training_runs import classifier_config  # noqa: E402
+
+
+def main():
+  workdir, data_dir, manual_dir, signal_name, moment, count = sys.argv[1:7]
+  signum = getattr(signal, f'SIG{signal_name}')
+  calls = [0]
+
+  def count_and_maybe_signal():
+    calls[0] += 1
+    if calls[0] == int(count):
+      os.kill(os.getpid(), signum)
+
+  if moment == 'step':
+    real = trainer.make_parallel
+
+    def signalling_parallel(*args, **kwargs):
+      parallel = real(*args, **kwargs)
+      step = parallel.train_step
+
+      def train_step(*step_args):
+        count_and_maybe_signal()
+        return step(*step_args)
+
+      parallel.train_step = train_step
+      return parallel
+
+    trainer.make_parallel = signalling_parallel
+  else:
+    real_save = checkpoint.Checkpointer.save
+
+    def save(self, *args, **kwargs):
+      saved = real_save(self, *args, **kwargs)
+      count_and_maybe_signal()
+      return saved
+
+    checkpoint.Checkpointer.save = save
+  config = classifier_config(epochs=2, checkpoint_every_steps=4)
+  try:
+    trainer.train_and_evaluate(config, workdir, data_dir=data_dir, manual_dir=manual_dir,
+                               show_progress=False)
+  except trainer.Preempted as stopped:
+    print(stopped, file=sys.stderr)
+    sys.exit(143)
+
+
+if __name__ == '__main__':
+  main()
