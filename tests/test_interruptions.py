@@ -126,3 +126,14 @@ def test_skip_nonfinite_skips_and_counts_the_bad_update(layouts, tmp_path, monke
   assert [record['skipped_nonfinite_steps'] for record in history] == [0, 1]
   assert np.isfinite(history[1]['train']['loss'])
   assert np.isfinite(metrics['loss'])
+
+
+def test_a_disk_too_small_for_the_checkpoints_is_named_before_training(layouts, tmp_path,
+                                                                      monkeypatch):
+  real = trainer.shutil.disk_usage
+  monkeypatch.setattr(trainer.shutil, 'disk_usage',
+                      lambda path: real(path)._replace(free=100_000))
+  with pytest.raises(experiment.ConfigError,
+                     match=r'^--workdir: 0\.1 MiB free on the disk of .*checkpoints need about'):
+    train(classifier_config(epochs=1), tmp_path / 'run', layouts)
+  assert not (tmp_path / 'run' / 'metrics.jsonl').exists()

@@ -9,6 +9,7 @@ frozen backbone, then fine-tuning) switch model mode and optimizer at phase boun
 
 import dataclasses
 import os
+import shutil
 import time
 
 from absl import logging
@@ -78,6 +79,21 @@ def _initial_state(config, model, tx):
     logging.warning('no --config.init_from: the backbone trains from scratch, not from '
                     'ImageNet weights')
   return state
+
+
+def _check_disk_space(directory: str, state, copies: int):
+  """Refuses to start when the disk cannot hold `copies` checkpoints of `state`.
+
+  Where the disk fills up later anyway, orbax's temporary directory is never renamed into
+  a step, so no half-written checkpoint is ever listed or loaded.
+  """
+  needed = copies * sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(state))
+  os.makedirs(directory, exist_ok=True)
+  free = shutil.disk_usage(directory).free
+  if free < needed:
+    raise experiment.ConfigError(
+        f'--workdir: {free / 2**20:.1f} MiB free on the disk of {directory}; this run\'s '
+        f'checkpoints need about {needed / 2**20:.1f} MiB ({copies} copies of the state)')
 
 
 def _nonfinite_check(config, parallel, state, data, steps_per_epoch, checkpoints,
@@ -155,6 +171,8 @@ def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress,
     step = int(progress['step'])
     logging.info('resuming from step %d (epoch %d) in %s', step, step // steps_per_epoch,
                  checkpoints.directory)
+  # The latest and the best keep_best, plus one being written.
+  _check_disk_space(checkpoints.directory, state, copies=config.keep_best + 2)
   run_state.write_config(workdir, description)
   state = phase.parallel.replicate(state)
   writer = MetricWriter(workdir, resume_epoch=step // steps_per_epoch)
