@@ -23,13 +23,18 @@ SKIP_NONFINITE = flags.DEFINE_bool(
     'instead of stopping the run (default: the config\'s, which stops).')
 SPLIT_PROTOCOL = flags.DEFINE_enum('split_protocol', None, list(experiment.SPLIT_PROTOCOLS),
                                    'HAM10000: lesion-grouped split (default) or paper 1\'s.')
+SKIP_CORRUPT = flags.DEFINE_bool(
+    'skip_corrupt', None, 'When building the dataset, leave out damaged files (logged, and '
+    'counted in the dataset info\'s metadata) instead of stopping at the first; the run\'s '
+    'config keeps it, so evaluation accepts the same dataset.')
 
 
 def apply_to(config):
   """Writes the flags that were given into `config`."""
   with config.unlocked():
     for flag, key in ((PARALLEL, 'parallel'), (DTYPE, 'dtype'), (SEED, 'seed'),
-                      (SPLIT_PROTOCOL, 'split_protocol'), (SKIP_NONFINITE, 'skip_nonfinite')):
+                      (SPLIT_PROTOCOL, 'split_protocol'), (SKIP_NONFINITE, 'skip_nonfinite'),
+                      (SKIP_CORRUPT, 'skip_corrupt')):
       if flag.value is not None:
         config[key] = flag.value
   return config

@@ -6,7 +6,8 @@ diagnosis with two.
 
 Writes one JSON per image (and, for segmenters and diagnoses, an overlay PNG) to
 --output_dir. An image that cannot be read fails alone: its JSON holds the error and the
-others are still predicted.
+others are still predicted. Any size and mode PIL reads is accepted; see
+skinjax/predictor.py for what happens to huge, 16-bit, grayscale and RGBA images.
 """
 
 import json
@@ -21,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from skinjax import predictor as predictor_lib  # noqa: E402
-from skinjax.data.image_files import DatasetFileError, read_rgb  # noqa: E402
+from skinjax.data.image_files import DatasetFileError  # noqa: E402
 
 WORKDIR = flags.DEFINE_string('workdir', None, 'A trained classifier or segmenter run.')
 SEGMENTER = flags.DEFINE_string('segmenter_workdir', None, 'A trained U-Net run (diagnosis).')
@@ -34,7 +35,9 @@ MARGIN = flags.DEFINE_float('margin', 0.1, 'Crop margin around the lesion box, a
 
 
 def overlay(image, mask, path, title, box=None):
-  figure, axis = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
+  # Clamped: a 1-pixel-wide strip would ask matplotlib for a figure taller than it draws.
+  aspect = min(max(image.shape[0] / image.shape[1], 0.25), 4.0)
+  figure, axis = plt.subplots(figsize=(6, 6 * aspect))
   axis.imshow(image)
   if mask.any() and not mask.all():
     axis.contour(mask.astype(float), levels=[0.5], colors='red', linewidths=1.5)
@@ -52,6 +55,28 @@ def overlay(image, mask, path, title, box=None):
 def fail(message):
   print(f'error: {message}', file=sys.stderr)
   sys.exit(2)
+
+
+def output_names(paths) -> list[str]:
+  """A distinct output name per input: its file stem, numbered where stems repeat
+  (a/x.jpg and b/x.png must not overwrite each other's results)."""
+  names, used = [], set()
+  for path in paths:
+    stem = name = os.path.splitext(os.path.basename(path))[0]
+    number = 1
+    while name in used:
+      number += 1
+      name = f'{stem}_{number}'
+    used.add(name)
+    names.append(name)
+  return names
+
+
+def write_json(path, result):
+  temporary = path + '.tmp'
+  with open(temporary, 'w') as file:
+    json.dump(result, file, indent=2)
+  os.replace(temporary, path)  # a reader never sees half a result
 
 
 def main(argv):
@@ -79,11 +104,11 @@ def main(argv):
       CLASSIFIER.value if pair else WORKDIR.value, 'predictions')
   os.makedirs(output_dir, exist_ok=True)
   failures = 0
-  for path in images:
-    name = os.path.splitext(os.path.basename(path))[0]
+  for path, name in zip(images, output_names(images)):
     result = {'image': os.path.abspath(path)}
     try:
-      image = read_rgb(path)
+      image = predictor_lib.read_image(path)
+      result['analysed_size'] = [image.shape[1], image.shape[0]]  # width, height
       if pair:
         diagnosis = predictor_lib.diagnose(image, segmenter, classifier, MARGIN.value)
         result.update(diagnosis.to_json())
@@ -102,11 +127,14 @@ def main(argv):
         Image.fromarray((mask * 255).astype(np.uint8)).save(result['mask'])
         result['overlay'] = os.path.join(output_dir, f'{name}_overlay.png')
         overlay(image, mask, result['overlay'], f'lesion {mask.mean():.1%} of the image')
-    except (DatasetFileError, OSError, ValueError) as error:
+    except DatasetFileError as error:  # names the file and what was expected
       failures += 1
       result['error'] = str(error)
-    with open(os.path.join(output_dir, f'{name}.json'), 'w') as file:
-      json.dump(result, file, indent=2)
+    except Exception as error:  # noqa: BLE001 - one image must not cost the batch
+      logging.exception('%s: prediction failed', path)
+      failures += 1
+      result['error'] = f'{path}: prediction failed ({type(error).__name__}: {error})'
+    write_json(os.path.join(output_dir, f'{name}.json'), result)
     print(f'{path}: ' + (result.get('error') or result.get('predicted_class') or
                          f"lesion {result['lesion_fraction']:.1%}"))
   print(f'results: {output_dir} ({len(images) - failures} of {len(images)} images predicted)')

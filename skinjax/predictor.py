@@ -1,6 +1,15 @@
 """Predictions on user images from a trained run's workdir, and paper 1's segmentation-driven
 diagnosis (Fig. 17): segment the lesion, crop its bounding box with a margin, classify the
-crop."""
+crop.
+
+User images (`read_image`) may be any size and any mode PIL reads: grayscale and palette
+images are expanded to RGB, alpha is dropped, 16-bit images are scaled to 8 bits. An image
+whose longer side exceeds MAX_SIDE is analysed downscaled to it (the models see at most a
+few hundred pixels; a segmenter's mask and overlay come at that size). A JPEG is decoded
+at 1/2, 1/4 or 1/8 scale on the way, so a 10000x10000 JPEG costs ~20 MB instead of 300 MB.
+Other formats are decoded whole, up to PIL's decompression-bomb limit (~89.5 M pixels,
+image_files.MAX_PIXELS); a larger one is refused with a DatasetFileError saying so.
+"""
 
 import dataclasses
 
@@ -10,7 +19,16 @@ import numpy as np
 from PIL import Image
 
 from skinjax.data.arrays import resize_image
+from skinjax.data.image_files import read_rgb
 from skinjax.train import run_state
+
+MAX_SIDE = 2048
+
+
+def read_image(path) -> np.ndarray:
+  """uint8[H, W, 3] of a user's image file, its longer side at most MAX_SIDE (module
+  docstring); DatasetFileError naming the file when it cannot be used."""
+  return read_rgb(path, max_side=MAX_SIDE)
 
 
 class Predictor:

@@ -20,7 +20,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from skinjax.data import image_files, splits, threads
+from skinjax.data import builders, image_files, splits
 
 CLASS_NAMES = ('akiec', 'bcc', 'bkl', 'df', 'mel', 'nv', 'vasc')
 METADATA = 'HAM10000_metadata.csv'
@@ -29,6 +29,7 @@ MASKS = 'HAM10000_segmentations_lesion_tschandl'
 COLUMNS = ('lesion_id', 'image_id', 'dx', 'dx_type', 'age', 'sex', 'localization')
 SPLIT_FRACTIONS = {'train': 0.7, 'validation': 0.1, 'test': 0.2}
 SPLIT_SEED = 0
+MAX_AGE = 150
 
 
 class FileIndex:
@@ -48,7 +49,12 @@ class FileIndex:
     elif archive.exists():
       self.sources.append(f'{folder}.zip')
       # Members are read on demand: the original zips hold gigabytes.
-      self._zips[archive] = zipfile.ZipFile(archive.open('rb'))
+      try:
+        self._zips[archive] = zipfile.ZipFile(archive.open('rb'))
+      except Exception as error:  # zipfile raises several types for damaged archives.
+        raise image_files.DatasetFileError(
+            f'{archive}: not a readable zip file ({type(error).__name__}: {error}); expected '
+            f'the HAM10000 download\'s {folder}.zip') from None
       for member in self._zips[archive].namelist():
         name = member.rsplit('/', 1)[-1]
         if name.endswith(suffix):
@@ -61,31 +67,79 @@ class FileIndex:
     """(bytes, a name for error messages) of the file for `key`."""
     source, member = self._members[key]
     if member is None:
-      return source.read_bytes(), os.fspath(source)
-    return self._zips[source].read(member), f'{source}!{member}'
+      return image_files.read_bytes(source), os.fspath(source)
+    name = f'{source}!{member}'
+    try:
+      return self._zips[source].read(member), name
+    except Exception as error:  # a bad CRC, a truncated archive, an unknown compression
+      raise image_files.DatasetFileError(
+          f'{name}: cannot be read from the zip ({type(error).__name__}: {error})') from None
 
 
-def read_metadata(manual_dir: epath.Path) -> list[dict]:
-  """The rows of HAM10000_metadata.csv, checked: columns present, known diagnoses."""
+def read_metadata(manual_dir: epath.Path, damaged=image_files.refuse) -> list[dict]:
+  """The rows of HAM10000_metadata.csv that pass the checks: all fields present, a known
+  diagnosis, an image id not seen before, an age that is empty or a number of years.
+
+  A failing row goes to `damaged` (which raises by default; a build under skip_corrupt
+  records it and the row is left out). A file that is not such a CSV always raises
+  DatasetFileError.
+  """
   path = manual_dir / METADATA
   if not path.exists():
     raise image_files.DatasetFileError(
         f'{path}: not found; expected the HAM10000 metadata CSV ({",".join(COLUMNS)}) in '
         f'the manual directory {manual_dir}')
-  rows = list(csv.DictReader(io.StringIO(path.read_text())))
-  missing = [column for column in COLUMNS if column not in (rows[0] if rows else {})]
-  if missing:
+  try:
+    # utf-8-sig: a spreadsheet that saved the CSV may have put a byte-order mark first.
+    text = image_files.read_bytes(path).decode('utf-8-sig')
+  except UnicodeDecodeError as error:
     raise image_files.DatasetFileError(
-        f'{path}: missing column(s) {missing}; expected the header {",".join(COLUMNS)}')
-  for line, row in enumerate(rows, start=2):
-    if row['dx'] not in CLASS_NAMES:
+        f'{path}: not UTF-8 text ({error}); expected the HAM10000 metadata CSV') from None
+  reader = csv.DictReader(io.StringIO(text))
+  rows, first_line = [], {}
+  try:
+    header = reader.fieldnames or []
+    missing = [column for column in COLUMNS if column not in header]
+    if missing:
       raise image_files.DatasetFileError(
-          f'{path}, line {line}: unknown diagnosis {row["dx"]!r} for {row["image_id"]}; '
-          f'expected one of {", ".join(CLASS_NAMES)}')
+          f'{path}: missing column(s) {missing}; expected the header {",".join(COLUMNS)}')
+    for row in reader:
+      problem = _row_problem(row, len(header), first_line)
+      if problem:
+        damaged(image_files.DatasetFileError(f'{path}, line {reader.line_num}: {problem}'))
+        continue
+      first_line[row['image_id']] = reader.line_num
+      rows.append(row)
+  except csv.Error as error:
+    raise image_files.DatasetFileError(
+        f'{path}, line {reader.line_num}: not valid CSV ({error})') from None
   return rows
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+def _row_problem(row: dict, num_columns: int, first_line: dict) -> str | None:
+  """What is wrong with one metadata row, or None."""
+  # csv.DictReader fills a short row with None and puts a long row's extra fields under None.
+  if None in row or any(value is None for value in row.values()):
+    found = sum(value is not None for key, value in row.items() if key is not None)
+    return (f'has {found + len(row.get(None) or ())} fields, expected {num_columns} as in '
+            'the header')
+  image_id, dx, age = row['image_id'], row['dx'], row['age'].strip()
+  if not image_id:
+    return 'no image_id'
+  if dx not in CLASS_NAMES:
+    return f'unknown diagnosis {dx!r} for {image_id}; expected one of {", ".join(CLASS_NAMES)}'
+  if image_id in first_line:
+    return f'image {image_id} listed again (first on line {first_line[image_id]})'
+  try:
+    years = float(age) if age else 0.0
+  except ValueError:
+    years = math.nan
+  if not 0 <= years <= MAX_AGE:
+    return f'age {age!r} for {image_id}; expected empty or a number of years, 0 to {MAX_AGE}'
+  return None
+
+
+class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for HAM10000."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -125,11 +179,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features=tfds.features.FeaturesDict(features),
         supervised_keys=('image', 'label'),
         homepage='https://doi.org/10.7910/DVN/DBW86T',
+        # Filled by the build: what skip_corrupt left out (skinjax.data.builders).
+        metadata=tfds.core.MetadataDict(),
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = epath.Path(dl_manager.manual_dir)
-    rows = read_metadata(manual_dir)
+    rows = read_metadata(manual_dir, self.damaged)
     images = [FileIndex(manual_dir, part, '.jpg') for part in IMAGE_PARTS]
     if not any(index.sources for index in images):
       raise image_files.DatasetFileError(
@@ -142,22 +198,31 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         raise image_files.DatasetFileError(
             f'{manual_dir}: no {MASKS}/ or {MASKS}.zip; the with_masks config needs the '
             'HAM10000 lesion segmentations')
-    for line, row in enumerate(rows, start=2):
-      image_id = row['image_id']
-      if not any(image_id in index for index in images):
-        found = ', '.join(source for index in images for source in index.sources)
-        raise image_files.DatasetFileError(
-            f'{manual_dir / METADATA}, line {line}: lists image {image_id}, but no '
-            f'{image_id}.jpg is in {found}')
-      if masks is not None and image_id not in masks:
-        raise image_files.DatasetFileError(
-            f'{manual_dir / METADATA}, line {line}: no mask {image_id}_segmentation.png in '
-            f'{masks.sources[0]} for image {image_id}')
+    rows = [row for row in rows if self._files_exist(row, images, masks, manual_dir)]
+    if not rows:
+      raise image_files.DatasetFileError(
+          f'{manual_dir / METADATA}: no row left with its files; nothing to build')
     assignment = splits.stratified_split([row['dx'] for row in rows], SPLIT_FRACTIONS,
                                          seed=SPLIT_SEED,
                                          groups=[row['lesion_id'] for row in rows])
     return {name: self._generate_examples([rows[i] for i in indices], images, masks)
             for name, indices in assignment.items()}
+
+  def _files_exist(self, row, images, masks, manual_dir) -> bool:
+    """Whether the image (and mask) that `row` names are there; if not, `damaged` hears."""
+    image_id = row['image_id']
+    if not any(image_id in index for index in images):
+      found = ', '.join(source for index in images for source in index.sources)
+      self.damaged(image_files.DatasetFileError(
+          f'{manual_dir / METADATA}: lists image {image_id}, but no {image_id}.jpg is in '
+          f'{found}'))
+      return False
+    if masks is not None and image_id not in masks:
+      self.damaged(image_files.DatasetFileError(
+          f'{manual_dir / METADATA}: no mask {image_id}_segmentation.png in '
+          f'{masks.sources[0]} for image {image_id}'))
+      return False
+    return True
 
   def _generate_examples(self, rows, images, masks):
     def example(row):
@@ -165,8 +230,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       index = next(index for index in images if image_id in index)
       data, name = index.read(image_id)
       image = image_files.open_image(data, name)
-      if image.format != 'JPEG':
-        raise image_files.DatasetFileError(f'{name}: is a {image.format} image, expected JPEG')
+      if image.format != 'JPEG' or image.mode != 'RGB':
+        # A PNG or BMP named .jpg, or a grayscale or CMYK JPEG: stored as an RGB JPEG.
+        data = image_files.read_rgb(data, name)
       features = {
           'image': data,
           'label': row['dx'],
@@ -185,4 +251,4 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       return image_id, features
 
     # Threads decode, check and encode several files at once.
-    yield from threads.map_in_threads(example, rows)
+    yield from self.examples_without_damaged(example, rows)

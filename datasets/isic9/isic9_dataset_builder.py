@@ -21,7 +21,7 @@ from absl import logging
 from etils import epath
 import tensorflow_datasets as tfds
 
-from skinjax.data import image_files, splits, threads
+from skinjax.data import builders, image_files, splits
 
 ROOT = 'Skin cancer ISIC The International Skin Imaging Collaboration'
 SOURCE_SPLITS = ('Train', 'Test')
@@ -48,7 +48,7 @@ def _identity(names):
   return {name: name for name in names}
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for paper 2's 9-class ISIC set."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -84,6 +84,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         }),
         supervised_keys=('image', 'label'),
         homepage='https://www.kaggle.com/datasets/nodoubttome/skin-cancer9-classesisic',
+        # Filled by the build: what skip_corrupt left out (skinjax.data.builders).
+        metadata=tfds.core.MetadataDict(),
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -98,6 +100,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       folder = root / source
       if not folder.is_dir():
         raise image_files.DatasetFileError(f'{folder}: not found; expected {ROOT}/{source}/')
+      seen = {}  # image id -> its file, over the class folders of this source
       for class_dir in sorted(folder.iterdir()):
         if class_dir.name.startswith('.'):
           continue
@@ -108,9 +111,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         for path in sorted(class_dir.iterdir()):
           if path.name.startswith('.'):
             continue
+          image_id = path.name.rsplit('.', 1)[0]
           if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise image_files.DatasetFileError(f'{path}: not a .jpg file')
-          records.append({'path': path, 'diagnosis': class_dir.name, 'source': source})
+            self.damaged(image_files.DatasetFileError(
+                f'{path}: not a .jpg file; expected only JPEG images in the class folders'))
+          elif image_id in seen:
+            # Example keys are <source>/<image id>: a second file of that id would clash.
+            self.damaged(image_files.DatasetFileError(
+                f'{path}: a second file for image {image_id} (also {seen[image_id]})'))
+          else:
+            seen[image_id] = path
+            records.append({'path': path, 'diagnosis': class_dir.name, 'source': source,
+                            'image_id': image_id})
     if not records:
       raise image_files.DatasetFileError(f'{root}: no images under Train/ or Test/')
     assignment = splits.stratified_split([r['diagnosis'] for r in records], SPLIT_FRACTIONS,
@@ -129,12 +141,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     label_of = self.builder_config.label_of
 
     def example(record):
-      path = record['path']
-      data = path.read_bytes()
+      path, image_id = record['path'], record['image_id']
+      data = image_files.read_bytes(path)
       image = image_files.open_image(data, os.fspath(path))
-      if image.format != 'JPEG':
-        raise image_files.DatasetFileError(f'{path}: is a {image.format} image, expected JPEG')
-      image_id = path.name.rsplit('.', 1)[0]
+      if image.format != 'JPEG' or image.mode != 'RGB':
+        # A PNG or BMP named .jpg, or a grayscale or CMYK JPEG: stored as an RGB JPEG.
+        data = image_files.read_rgb(data, os.fspath(path))
       return f'{record["source"]}/{image_id}', {
           'image': data,
           'label': label_of[record['diagnosis']],
@@ -144,4 +156,4 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       }
 
     # Threads decode, check and encode several files at once.
-    yield from threads.map_in_threads(example, records)
+    yield from self.examples_without_damaged(example, records)

@@ -17,7 +17,7 @@ from etils import epath
 import openpyxl
 import tensorflow_datasets as tfds
 
-from skinjax.data import image_files, splits, threads
+from skinjax.data import builders, image_files, splits
 
 CLASS_NAMES = ('common_nevus', 'atypical_nevus', 'melanoma')
 SHEET_COLUMNS = ('Common Nevus', 'Atypical Nevus', 'Melanoma')
@@ -31,44 +31,67 @@ def _cell(value) -> str:
   return ' '.join(str(value).split()) if value is not None else ''
 
 
-def read_diagnoses(manual_dir: epath.Path) -> dict[str, dict]:
-  """Case name -> {'label': class name, 'histology': text} from PH2_dataset.xlsx."""
+def _sheet_rows(path: epath.Path) -> list[list[str]]:
+  """The cells of the workbook's first worksheet, as text, row by row."""
+  try:
+    workbook = openpyxl.load_workbook(io.BytesIO(image_files.read_bytes(path)), read_only=True)
+    # A read-only workbook parses the sheet while it is iterated: errors can come from here.
+    return [[_cell(value) for value in row]
+            for row in workbook.worksheets[0].iter_rows(values_only=True)]
+  except image_files.DatasetFileError:
+    raise
+  except Exception as error:  # zipfile, XML and openpyxl errors for damaged workbooks
+    raise image_files.DatasetFileError(
+        f'{path}: not a readable .xlsx workbook ({type(error).__name__}: {error}); expected '
+        'the PH2 diagnosis sheet') from None
+
+
+def read_diagnoses(manual_dir: epath.Path) -> dict[str, dict | image_files.DatasetFileError]:
+  """Case name -> {'label': class name, 'histology': text} from PH2_dataset.xlsx.
+
+  A case whose row marks not exactly one diagnosis, or that is listed twice, maps to the
+  DatasetFileError naming its row instead: the sheet lists all 200 cases, and only a case
+  whose folder is there needs a diagnosis (the builder raises that error, or skips the
+  case). A file that is not the PH2 sheet raises DatasetFileError.
+  """
   path = manual_dir / SHEET
   if not path.exists():
     raise image_files.DatasetFileError(
         f'{path}: not found; expected the PH2 diagnosis sheet in the manual directory')
-  try:
-    workbook = openpyxl.load_workbook(io.BytesIO(path.read_bytes()), read_only=True)
-  except Exception as error:
-    raise image_files.DatasetFileError(f'{path}: not a readable .xlsx workbook ({error})') from None
-  rows = [[_cell(value) for value in row] for row in workbook.worksheets[0].iter_rows(
-      values_only=True)]
+  rows = _sheet_rows(path)
   # Legend rows sit above the header; the header is the row that starts 'Image Name'.
   header_index = next((i for i, row in enumerate(rows) if row and row[0] == 'Image Name'), None)
   if header_index is None:
-    raise image_files.DatasetFileError(f'{path}: no header row starting with "Image Name"')
+    raise image_files.DatasetFileError(
+        f'{path}: no header row starting with "Image Name" in its first worksheet; '
+        'expected the PH2 diagnosis sheet')
   header = rows[header_index]
   missing = [column for column in SHEET_COLUMNS if column not in header]
   if missing:
     raise image_files.DatasetFileError(f'{path}: header row lacks column(s) {missing}')
   columns = [header.index(column) for column in SHEET_COLUMNS]
   histology = header.index('Histological Diagnosis') if 'Histological Diagnosis' in header else None
-  diagnoses = {}
+  diagnoses, first_row = {}, {}
   for line, row in enumerate(rows[header_index + 1:], start=header_index + 2):
     if not row or not row[0]:
       continue
     marked = [name for name, column in zip(CLASS_NAMES, columns)
               if column < len(row) and row[column].upper() == 'X']
-    if len(marked) != 1:
-      raise image_files.DatasetFileError(
+    if row[0] in first_row:
+      diagnoses[row[0]] = image_files.DatasetFileError(
+          f'{path}, row {line}: case {row[0]} listed again (first in row {first_row[row[0]]})')
+    elif len(marked) != 1:
+      diagnoses[row[0]] = image_files.DatasetFileError(
           f'{path}, row {line}: case {row[0]} has {len(marked)} of the columns '
           f'{", ".join(SHEET_COLUMNS)} marked X; expected exactly one')
-    diagnoses[row[0]] = {'label': marked[0],
-                         'histology': row[histology] if histology is not None else ''}
+    else:
+      diagnoses[row[0]] = {'label': marked[0], 'histology': (
+          row[histology] if histology is not None and histology < len(row) else '')}
+    first_row.setdefault(row[0], line)
   return diagnoses
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for PH2."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -93,6 +116,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         }),
         supervised_keys=('image', 'mask'),
         homepage='https://www.fc.up.pt/addi/ph2%20database.html',
+        # Filled by the build: what skip_corrupt left out (skinjax.data.builders).
+        metadata=tfds.core.MetadataDict(),
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -105,31 +130,42 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     cases = sorted(path.name for path in images.iterdir() if path.is_dir())
     if not cases:
       raise image_files.DatasetFileError(f'{images}: holds no case folders')
-    records = []
-    for case in cases:
-      if case not in diagnoses:
-        raise image_files.DatasetFileError(
-            f'{images / case}: case folder has no row in {manual_dir / SHEET}')
-      image = images / case / f'{case}_Dermoscopic_Image' / f'{case}.bmp'
-      mask = images / case / f'{case}_lesion' / f'{case}_lesion.bmp'
-      for path in (image, mask):
-        if not path.exists():
-          raise image_files.DatasetFileError(f'{path}: not found; expected the PH2 layout '
-                                             f'{case}/{case}_Dermoscopic_Image/{case}.bmp and '
-                                             f'{case}/{case}_lesion/{case}_lesion.bmp')
-      records.append({'case': case, 'image': image, 'mask': mask, **diagnoses[case]})
+    records = [record for record in (self._record(images, case, diagnoses, manual_dir)
+                                     for case in cases) if record is not None]
+    if not records:
+      raise image_files.DatasetFileError(f'{images}: no case left with its files and '
+                                         'diagnosis; nothing to build')
     assignment = splits.stratified_split([r['label'] for r in records], SPLIT_FRACTIONS,
                                          seed=SPLIT_SEED)
     return {name: self._generate_examples([records[i] for i in indices])
             for name, indices in assignment.items()}
 
+  def _record(self, images, case, diagnoses, manual_dir) -> dict | None:
+    """The files and diagnosis of `case`, or None (and `damaged` hears) when one is missing."""
+    image = images / case / f'{case}_Dermoscopic_Image' / f'{case}.bmp'
+    mask = images / case / f'{case}_lesion' / f'{case}_lesion.bmp'
+    diagnosis = diagnoses.get(case)
+    if diagnosis is None:
+      self.damaged(image_files.DatasetFileError(
+          f'{images / case}: case folder has no row in {manual_dir / SHEET}'))
+      return None
+    if isinstance(diagnosis, image_files.DatasetFileError):
+      self.damaged(diagnosis)
+      return None
+    for path in (image, mask):
+      if not path.exists():
+        self.damaged(image_files.DatasetFileError(
+            f'{path}: not found; expected the PH2 layout {case}/{case}_Dermoscopic_Image/'
+            f'{case}.bmp and {case}/{case}_lesion/{case}_lesion.bmp'))
+        return None
+    return {'case': case, 'image': image, 'mask': mask, **diagnosis}
+
   def _generate_examples(self, records):
     def example(record):
       image_path, mask_path = record['image'], record['mask']
-      image = image_files.read_rgb(image_path.read_bytes(), os.fspath(image_path))
+      image = image_files.read_rgb(image_path, os.fspath(image_path))
       height, width = image.shape[:2]
-      mask = image_files.read_mask(mask_path.read_bytes(), os.fspath(mask_path),
-                                   size=(width, height))
+      mask = image_files.read_mask(mask_path, os.fspath(mask_path), size=(width, height))
       return record['case'], {
           'image': image_files.encode_png(image),
           'mask': image_files.encode_png(mask),
@@ -139,4 +175,4 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       }
 
     # Threads decode, check and encode several files at once.
-    yield from threads.map_in_threads(example, records)
+    yield from self.examples_without_damaged(example, records)

@@ -1,14 +1,28 @@
-"""Loads the TFDS builders of `datasets/` by path and prepares them from a manual directory.
+"""Loads the TFDS builders of `datasets/` by path and prepares them from a manual directory,
+and gives those builders their shared answer to damaged files (`SkipsDamagedFiles`).
 
 The stock command does the same: `tfds build datasets/ham10000 --manual_dir=...`. This
 module lets launchers and tests build through the Python API, without the tfds CLI's
 extra dependencies.
+
+Damaged files. By default a build stops at the first damaged or inconsistent file with a
+DatasetFileError naming it, and leaves nothing that loads. With `skip_corrupt=True` (a
+builder kwarg, which `prepare` and the launchers' --skip_corrupt pass on) the build logs
+each such file, leaves its example out, and records the list and the count in the
+dataset's `info.metadata` ('skipped_count', 'skipped'; metadata.json on disk). A kwarg,
+not a builder config: configs name what a dataset holds and where it lives, and a skipped
+build is the same dataset with fewer examples, marked as such. The stock `tfds build`
+command cannot pass builder kwargs, so it always builds strictly.
 """
 
 import os
 from pathlib import Path
 
+from absl import logging
 import tensorflow_datasets as tfds
+
+from skinjax.data import threads
+from skinjax.data.image_files import DatasetFileError
 
 DATASET_NAMES = ('ham10000', 'ph2', 'isic9')
 
@@ -33,17 +47,76 @@ def builder_class(name: str):
 
 
 def prepare(name: str, *, data_dir: str, manual_dir: str | None = None,
-            config: str | None = None):
+            config: str | None = None, skip_corrupt: bool = False):
   """Builds dataset `name` (config `config`) into `data_dir` if not built yet.
 
   Returns the prepared builder. A build that fails leaves only TFDS's `.incomplete`
-  temporary folder, which never loads as a dataset.
+  temporary folder, which never loads as a dataset. skip_corrupt: leave damaged files out
+  (see the module docstring); without it, a dataset an earlier build made that way is
+  refused, so a partial dataset never stands in for the complete one.
   """
-  builder = builder_class(name)(data_dir=data_dir, config=config, file_format='array_record')
+  builder = builder_class(name)(data_dir=data_dir, config=config, file_format='array_record',
+                                skip_corrupt=skip_corrupt)
   if not builder.is_prepared():
     if manual_dir is None:
       raise ValueError(f'dataset {builder.info.full_name} is not built in {data_dir}; '
                        'give --manual_dir, the folder with the downloaded files')
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  skipped = skipped_count(builder)
+  if skipped and not skip_corrupt:
+    raise DatasetFileError(
+        f'{builder.data_path}: {builder.info.full_name} was built skipping damaged files '
+        f'(--skip_corrupt) and leaves out {skipped} (listed in its metadata.json); pass '
+        '--skip_corrupt to use it as it is, or mend the files and delete that folder to '
+        'rebuild it complete')
   return builder
+
+
+def skipped_count(builder) -> int:
+  """How many damaged files the prepared dataset of `builder` left out (0: none, or a
+  dataset built before skipping existed)."""
+  metadata = builder.info.metadata
+  return int(metadata.get('skipped_count', 0)) if metadata is not None else 0
+
+
+class SkipsDamagedFiles:
+  """Mixin for the GeneratorBasedBuilders of datasets/: the `skip_corrupt` kwarg and what
+  it does (module docstring). The builder's `_info` must give `metadata=MetadataDict()`."""
+
+  def __init__(self, *, skip_corrupt: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    self.skip_corrupt = bool(skip_corrupt)
+    self._original_state['skip_corrupt'] = self.skip_corrupt  # pickled builders keep it
+    self._skipped: list[str] = []
+
+  def damaged(self, error: DatasetFileError):
+    """Raises `error`, or under skip_corrupt logs and records it (the caller leaves the
+    example out). Safe to call from several threads."""
+    if not self.skip_corrupt:
+      raise error
+    logging.warning('%s: skipping a damaged file: %s', self.name, error)
+    self._skipped.append(str(error))
+
+  def examples_without_damaged(self, example, items):
+    """Yields example(item) for each item, computed in threads, in order; an item whose
+    example raises DatasetFileError goes to `damaged`."""
+    def guarded(item):
+      try:
+        return example(item)
+      except DatasetFileError as error:
+        self.damaged(error)
+        return None
+
+    yield from (result for result in threads.map_in_threads(guarded, items)
+                if result is not None)
+
+  def _download_and_prepare(self, dl_manager, download_config):
+    self._skipped = []
+    super()._download_and_prepare(dl_manager, download_config)
+    # The splits are written; the info (and its metadata) is written after this returns.
+    self.info.metadata.update(skip_corrupt=self.skip_corrupt,
+                              skipped_count=len(self._skipped), skipped=sorted(self._skipped))
+    if self._skipped:
+      logging.warning('%s: left out %d damaged file(s):\n  %s', self.info.full_name,
+                      len(self._skipped), '\n  '.join(sorted(self._skipped)))

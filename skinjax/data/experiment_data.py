@@ -22,8 +22,10 @@ class ExperimentData:
 def prepare(config, *, data_dir: str, manual_dir: str | None) -> ExperimentData:
   """Builds the dataset if needed, loads its splits at config.image_size, applies
   config.split_protocol and config.balance."""
+  # skip_corrupt: set by --skip_corrupt (launch/common_flags.py); absent means strict.
   builder = builders.prepare(config.dataset, data_dir=data_dir, manual_dir=manual_dir,
-                             config=config.get('dataset_config') or None)
+                             config=config.get('dataset_config') or None,
+                             skip_corrupt=bool(config.get('skip_corrupt', False)))
   features = builder.info.features
   class_names = tuple(features['label'].names)
   available = set(builder.info.splits)
