@@ -18,6 +18,7 @@ flags.mark_flags_as_required(['workdir'])
 def main(argv):
   if len(argv) > 1:
     common_flags.fail(f'unexpected arguments {argv[1:]}')
+  common_flags.initialize_processes()  # before any JAX computation
   logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
   step = STEP.value if STEP.value in ('best', 'latest') else int(STEP.value)
   try:

@@ -1,0 +1,85 @@
+"""Two processes with two CPU devices each (jax.distributed, gloo collectives on localhost)
+train like one process with four devices on the same global batches."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import multiprocess_worker
+from training_runs import classifier_config, train
+from skinjax.train.metric_writer import read_history
+from skinjax.train.run_state import restore_run
+
+WORKER = Path(__file__).with_name('multiprocess_worker.py')
+REPO = WORKER.parents[1]
+
+
+def free_port() -> int:
+  with socket.socket() as sock:
+    sock.bind(('localhost', 0))
+    return sock.getsockname()[1]
+
+
+def run_processes(kind, out, *extra, num_processes=2, timeout=240):
+  """Starts the worker as `num_processes` processes of 2 CPU devices; all must succeed."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO),
+             XLA_FLAGS='--xla_force_host_platform_device_count=2')  # not the session's 4
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)  # programs of another device assignment
+  port = free_port()
+  processes = [subprocess.Popen(
+      [sys.executable, str(WORKER), kind, str(i), str(num_processes), str(port), str(out),
+       *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(num_processes)]
+  outputs = []
+  try:
+    for process in processes:
+      outputs.append(process.communicate(timeout=timeout)[0])
+  finally:
+    for process in processes:  # one failed process leaves the others waiting for it
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+  for i, (process, output) in enumerate(zip(processes, outputs)):
+    assert process.returncode == 0, f'process {i}:\n{output[-3000:]}'
+
+
+def assert_trees_close(actual, expected, rtol=1e-5):
+  """As in test_data_parallel: rtol per element, floored at rtol times the tree's scale
+  (reductions in another order differ by float32 round-off)."""
+  scale = max(float(np.abs(x).max()) for x in expected.values())
+  for key, value in expected.items():
+    np.testing.assert_allclose(actual[key], value, rtol=rtol, atol=rtol * scale, err_msg=key)
+
+
+def flat(params):
+  return {jax.tree_util.keystr(path): np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+
+
+def test_two_processes_of_two_devices_step_like_one_process_of_four(tmp_path):
+  run_processes('steps', tmp_path)
+  saved = np.load(tmp_path / 'steps.npz')
+  two_train, two_eval = json.loads(str(saved['metrics']))
+  initial, params, one_train, one_eval, one_logits = multiprocess_worker.steps_run(
+      jax.devices()[:4])
+  one, initial = flat(params), flat(initial)
+  assert set(saved.files) - {'metrics', 'logits'} == set(one)
+  # The steps moved the parameters far beyond the tolerance, so agreement means something.
+  assert max(float(np.abs(one[key] - initial[key]).max()) for key in one) > 1e-3
+  assert_trees_close({key: saved[key] for key in one}, one)
+  assert two_train['count'] == one_train['count'] == 3 * multiprocess_worker.GLOBAL_BATCH
+  assert two_train['loss'] == pytest.approx(one_train['loss'], rel=1e-5)
+  # Evaluation is global and ignores the padding of its last batch.
+  assert two_eval['count'] == one_eval['count'] == multiprocess_worker.EVAL_EXAMPLES
+  assert two_eval['accuracy'] == one_eval['accuracy']
+  assert two_eval['loss'] == pytest.approx(one_eval['loss'], rel=1e-5)
+  # Every process's predictions, gathered in example order.
+  assert saved['logits'].shape == (multiprocess_worker.EVAL_EXAMPLES, 7)
+  np.testing.assert_allclose(saved['logits'], one_logits, rtol=1e-5, atol=1e-5)
