@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import multiprocess_worker
-from training_runs import classifier_config, train
+from training_runs import train
 from skinjax.train.metric_writer import read_history
 from skinjax.train.run_state import restore_run
 
@@ -83,3 +83,27 @@ def test_two_processes_of_two_devices_step_like_one_process_of_four(tmp_path):
   # Every process's predictions, gathered in example order.
   assert saved['logits'].shape == (multiprocess_worker.EVAL_EXAMPLES, 7)
   np.testing.assert_allclose(saved['logits'], one_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_a_two_process_run_checkpoints_what_a_one_process_run_does_and_only_process_0_logs(
+    layouts, tmp_path):
+  reference = train(multiprocess_worker.run_config(), tmp_path / 'one', layouts)  # 4 devices; builds the dataset
+  run_processes('train', tmp_path / 'two', layouts['data_dir'], layouts['ham10000'])
+  workdir = tmp_path / 'two' / 'workdir'
+  two, one = restore_run(str(workdir), step='latest'), restore_run(str(tmp_path / 'one'),
+                                                                    step='latest')
+  assert two.step == one.step == 6  # 2 epochs of 3 steps
+  assert_trees_close(flat(two.state.params), flat(one.state.params))
+  # Logs and the report come from process 0 alone: one line per epoch, one event file.
+  assert [record['epoch'] for record in read_history(str(workdir))] == [0, 1]
+  assert len(list((workdir / 'tensorboard').glob('events.out.tfevents.*'))) == 1
+  writes = [json.loads((tmp_path / 'two' / f'writes_{i}.json').read_text()) for i in (0, 1)]
+  assert {'metrics.jsonl', 'config.json.tmp', 'report/test/report.json'} <= set(
+      writes[0]['writes'])
+  assert writes[1]['writes'] == []
+  report = json.loads((workdir / 'report' / 'test' / 'report.json').read_text())
+  assert report['examples'] == 7 and np.array(report['confusion_matrix']).sum() == 7
+  # Test metrics are global, and every process returns the same ones.
+  assert writes[0]['test_metrics'] == writes[1]['test_metrics']
+  assert writes[0]['test_metrics']['accuracy'] == pytest.approx(reference['accuracy'])
+  assert writes[0]['test_metrics']['loss'] == pytest.approx(reference['loss'], rel=1e-4)

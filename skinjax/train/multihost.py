@@ -8,7 +8,10 @@ logs and reports; every process takes part in checkpoint saves, as orbax require
 import os
 
 import jax
-from jax.experimental import multihost_utils
+from orbax.checkpoint import multihost as orbax_multihost
+
+# Long enough for process 0 to build a dataset while the others wait.
+BARRIER_TIMEOUT_SECONDS = 3600
 
 
 def initialize(*, multihost: bool = False, coordinator_address: str | None = None,
@@ -38,6 +41,10 @@ def is_primary() -> bool:
 
 
 def barrier(name: str):
-  """Waits until every process gets here (a no-op in a single process)."""
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(name)
+  """Waits until every process gets here (a no-op in a single process).
+
+  The coordination service's barrier, not a device collective: XLA:CPU's gloo gives up
+  on a first collective whose peers are 30 s late.
+  """
+  sync = orbax_multihost.get_barrier_sync_fn()
+  sync(key=name, timeout_ms=BARRIER_TIMEOUT_SECONDS * 1000)

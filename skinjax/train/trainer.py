@@ -159,8 +159,10 @@ def _prepare_data(config, data_dir, manual_dir):
 
 
 def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress, preemption):
-  # The global batch spreads over every process's devices.
-  experiment.check(config, workdir=workdir, num_devices=jax.device_count())
+  # The global batch spreads over every process's devices; process 0 alone probes the
+  # workdir (the others' probes of the same file would race it).
+  experiment.check(config, workdir=workdir if multihost.is_primary() else None,
+                   num_devices=jax.device_count())
   _check_processes(config)
   data = _prepare_data(config, data_dir, manual_dir)
   classification = config.task == 'classification'
