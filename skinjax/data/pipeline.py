@@ -8,8 +8,9 @@ of the step; the step then augments and normalises the same way. Both feed one s
 function and give the same numbers for the same indices and key.
 
 With several processes (skinjax.train.multihost) every process walks the same global
-index batches and gathers only its own rows of each: it reads its shard of every split,
-and all processes take the same number of steps. Their data then differs, so it streams.
+index batches and gathers only its own rows of each (its shard of every batch of every
+split), so all take the same number of steps and the run matches one process's on the
+same global batches. Each process's batches then differ, so they stream.
 """
 
 import dataclasses

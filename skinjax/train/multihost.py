@@ -12,6 +12,7 @@ from orbax.checkpoint import multihost as orbax_multihost
 
 # Long enough for process 0 to build a dataset while the others wait.
 BARRIER_TIMEOUT_SECONDS = 3600
+_barriers = 0
 
 
 def initialize(*, multihost: bool = False, coordinator_address: str | None = None,
@@ -46,5 +47,7 @@ def barrier(name: str):
   The coordination service's barrier, not a device collective: XLA:CPU's gloo gives up
   on a first collective whose peers are 30 s late.
   """
+  global _barriers
+  _barriers += 1  # a barrier's key is used once; every process counts alike
   sync = orbax_multihost.get_barrier_sync_fn()
-  sync(key=name, timeout_ms=BARRIER_TIMEOUT_SECONDS * 1000)
+  sync(key=f'{name}_{_barriers}', timeout_ms=BARRIER_TIMEOUT_SECONDS * 1000)

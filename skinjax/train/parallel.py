@@ -8,10 +8,12 @@
   path).
 
 Both donate the state and metrics buffers and give the same numbers for the same global
-batch. `jit` also spans several processes (skinjax.train.multihost): its mesh then holds
-every process's devices, each process passes its own rows of the global batch, and
-`fetch` and `predict` bring results back to every process. Nothing here synchronises with the host except `fetch`, and on the CPU backend
+batch. Nothing here synchronises with the host except `fetch`, and on the CPU backend
 with several devices a wait every `CPU_COLLECTIVE_WINDOW` steps (see `_StepWindow`).
+
+`jit` also spans several processes (skinjax.train.multihost): its mesh then holds every
+process's devices, each process passes its own rows of the global batch (`local_rows`),
+and `fetch` and `predict` bring results back to every process. `pmap` refuses.
 """
 
 import functools
@@ -165,7 +167,8 @@ class JitParallel:
     if not self.multiprocess:
       return slice(0, size)
     check_batch_size(size, self.num_devices)
-    spans = [index[0] for index in self._sharded.addressable_devices_indices_map((size,)).values()]
+    spans = [index[0] for index
+             in self._sharded.addressable_devices_indices_map((size,)).values()]
     rows = slice(min(s.start for s in spans), max(s.stop for s in spans))
     if rows.stop - rows.start != sum(s.stop - s.start for s in spans):
       raise ValueError(f'this process\'s devices hold rows {spans} of the batch, which are '
