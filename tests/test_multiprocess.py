@@ -37,21 +37,24 @@ def run_processes(out, *extra, num_processes=2, timeout=300):
              XLA_FLAGS='--xla_force_host_platform_device_count=2')  # not the session's 4
   env.pop('JAX_COMPILATION_CACHE_DIR', None)  # programs of another device assignment
   port = free_port()
+  logs = [Path(out) / f'process_{i}.log' for i in range(num_processes)]
+  Path(out).mkdir(parents=True, exist_ok=True)
+  # Output to files, not pipes: a process blocked on a full pipe that nobody reads
+  # would stall the others in their next collective.
   processes = [subprocess.Popen(
       [sys.executable, str(WORKER), str(i), str(num_processes), str(port), str(out),
-       *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for i in range(num_processes)]
-  outputs = []
+       *extra], env=env, stdout=log.open('w'), stderr=subprocess.STDOUT)
+      for i, log in enumerate(logs)]
   try:
     for process in processes:
-      outputs.append(process.communicate(timeout=timeout)[0])
+      process.wait(timeout=timeout)
   finally:
     for process in processes:  # one failed process leaves the others waiting for it
       if process.poll() is None:
         process.kill()
         process.wait()
-  for i, (process, output) in enumerate(zip(processes, outputs)):
-    assert process.returncode == 0, f'process {i}:\n{output[-3000:]}'
+  for i, (process, log) in enumerate(zip(processes, logs)):
+    assert process.returncode == 0, f'process {i}:\n{log.read_text()[-3000:]}'
 
 
 def assert_trees_close(actual, expected, rtol=1e-5):
