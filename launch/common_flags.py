@@ -28,6 +28,27 @@ SKIP_CORRUPT = flags.DEFINE_bool(
     'counted in the dataset info\'s metadata) instead of stopping at the first; the run\'s '
     'config keeps it, so evaluation accepts the same dataset.')
 
+# Several processes (skinjax.train.multihost). --multihost alone lets JAX find the rest
+# (SLURM, Open MPI, Kubernetes, Cloud TPU, JAX_COORDINATOR_ADDRESS and friends).
+MULTIHOST = flags.DEFINE_bool('multihost', False,
+                              'Join a multi-process run via jax.distributed.initialize.')
+COORDINATOR_ADDRESS = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0\'s coordinator (multi-process).')
+NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run.')
+PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s index, 0-based.')
+
+
+def initialize_processes():
+  """jax.distributed.initialize when the multi-process flags ask for it; call first."""
+  from skinjax.train import multihost
+  if PROCESS_ID.value is not None and NUM_PROCESSES.value is not None and not (
+      0 <= PROCESS_ID.value < NUM_PROCESSES.value):
+    fail(f'--process_id={PROCESS_ID.value}: expected 0..{NUM_PROCESSES.value - 1} '
+         f'(--num_processes={NUM_PROCESSES.value})')
+  multihost.initialize(multihost=MULTIHOST.value,
+                       coordinator_address=COORDINATOR_ADDRESS.value,
+                       num_processes=NUM_PROCESSES.value, process_id=PROCESS_ID.value)
+
 
 def apply_to(config):
   """Writes the flags that were given into `config`."""

@@ -8,7 +8,7 @@ Writes <workdir>/report/<split>/: report.json, classification_report.txt, figure
 from absl import app, flags, logging
 
 import common_flags
-from skinjax.train import trainer
+from skinjax.train import experiment, trainer
 
 SPLIT = flags.DEFINE_enum('split', 'test', ['train', 'validation', 'test'], 'Split to evaluate.')
 STEP = flags.DEFINE_string('step', 'best', "Checkpoint: 'best', 'latest' or a step number.")
@@ -18,6 +18,7 @@ flags.mark_flags_as_required(['workdir'])
 def main(argv):
   if len(argv) > 1:
     common_flags.fail(f'unexpected arguments {argv[1:]}')
+  common_flags.initialize_processes()  # before any JAX computation
   logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
   step = STEP.value if STEP.value in ('best', 'latest') else int(STEP.value)
   try:
@@ -25,7 +26,7 @@ def main(argv):
                                        data_dir=common_flags.DATA_DIR.value,
                                        manual_dir=common_flags.MANUAL_DIR.value, step=step,
                                        parallel=common_flags.PARALLEL.value)
-  except FileNotFoundError as error:
+  except (FileNotFoundError, experiment.ConfigError) as error:
     common_flags.fail(str(error))
   shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
   print(f'{SPLIT.value} metrics: {shown}')

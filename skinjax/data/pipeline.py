@@ -6,6 +6,11 @@ and normalises (`Preprocess`). Streamed (for splits beyond the device-memory bud
 background thread gathers uint8 batches on the host and places them on the devices ahead
 of the step; the step then augments and normalises the same way. Both feed one step
 function and give the same numbers for the same indices and key.
+
+With several processes (skinjax.train.multihost) every process walks the same global
+index batches and gathers only its own rows of each (its shard of every batch of every
+split), so all take the same number of steps and the run matches one process's on the
+same global batches. Each process's batches then differ, so they stream.
 """
 
 import dataclasses
@@ -106,17 +111,27 @@ class InputPipeline:
                budget_bytes: int | None = None, prefetch: int = 2):
     self.arrays = arrays
     self.parallel = parallel
+    if getattr(parallel, 'multiprocess', False):
+      # Resident data would be one global array replicated on every device, so every
+      # process would have to hold the whole split.
+      if placement == 'device':
+        raise ValueError('--config.data_placement=device: a run over several processes '
+                         'streams each process\'s rows; use auto or stream')
+      placement = 'stream'
     self.placement = choose_placement(arrays, parallel.devices, placement, budget_bytes)
     self.prefetch = prefetch
     self.data = (parallel.replicate(arrays_for_device(arrays))
                  if self.placement == 'device' else None)
 
   def _host_batch(self, index: np.ndarray, pad_to: int | None) -> dict:
-    if self.placement == 'device':
-      batch = {'index': index}
-    else:
-      batch = {key: value[index] for key, value in arrays_for_device(self.arrays).items()}
-    return pad_batch(batch, pad_to) if pad_to else batch
+    """This process's rows of the global batch `index` (padded to `pad_to`)."""
+    batch = pad_batch({'index': index}, pad_to) if pad_to else {'index': index}
+    rows = self.parallel.local_rows(len(batch['index']))
+    batch = {key: value[rows] for key, value in batch.items()}
+    if self.placement == 'stream':
+      index = batch.pop('index')
+      batch.update({key: value[index] for key, value in arrays_for_device(self.arrays).items()})
+    return batch
 
   def batches(self, index_batches, *, pad_to: int | None = None) -> Iterator[dict]:
     """Device batches for each int32 index array; `pad_to` pads short ones (evaluation)."""

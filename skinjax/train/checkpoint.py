@@ -10,6 +10,11 @@ keeps the latest step plus the best `keep_best` steps by a validation metric; st
 without metrics (every N steps within an epoch) are kept only while they are the latest.
 Orbax writes each step to a temporary folder and renames it when complete, so a step cut
 short by a crash is never listed or loaded.
+
+With several processes every one calls `save` and `restore` (the manager synchronises
+them). The state is host numpy, identical in every process: orbax's numpy handler takes
+it as replicated and only process 0 writes it, which is what replicated global jax.Arrays
+would come to as well.
 """
 
 import os

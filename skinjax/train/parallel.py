@@ -10,12 +10,17 @@
 Both donate the state and metrics buffers and give the same numbers for the same global
 batch. Nothing here synchronises with the host except `fetch`, and on the CPU backend
 with several devices a wait every `CPU_COLLECTIVE_WINDOW` steps (see `_StepWindow`).
+
+`jit` also spans several processes (skinjax.train.multihost): its mesh then holds every
+process's devices, each process passes its own rows of the global batch (`local_rows`),
+and `fetch` and `predict` bring results back to every process. `pmap` refuses.
 """
 
 import functools
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from skinjax.train import steps
@@ -64,6 +69,9 @@ class PmapParallel:
 
   def __init__(self, model, task, devices=None, *, preprocess=None,
                sync_batch_norm: bool = True, skip_nonfinite: bool = False):
+    if jax.process_count() > 1:
+      raise ValueError(f'--parallel=pmap: runs in one process only; with '
+                       f'{jax.process_count()} processes use --parallel=jit')
     self.devices = list(devices or jax.local_devices())
     self.num_devices = len(self.devices)
     # Place inputs exactly as pmap places its outputs: state and metrics fed back from a
@@ -103,6 +111,10 @@ class PmapParallel:
     """The first replica of a replicated `tree`, as host numpy arrays."""
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
 
+  def local_rows(self, size: int) -> slice:
+    """This process's rows of a global batch of `size`: all of them (one process)."""
+    return slice(0, size)
+
   def train_step(self, state, metrics, batch, rng, data=None):
     return self._window.after(self._train(state, metrics, batch, rng, data))
 
@@ -122,8 +134,10 @@ class JitParallel:
 
   def __init__(self, model, task, devices=None, *, preprocess=None,
                skip_nonfinite: bool = False):
-    self.devices = list(devices or jax.local_devices())
+    # Default: every process's devices (the local ones when there is one process).
+    self.devices = list(devices or jax.devices())
     self.num_devices = len(self.devices)
+    self.multiprocess = any(d.process_index != jax.process_index() for d in self.devices)
     self.mesh = Mesh(np.array(self.devices), ('data',))
     self._replicated = NamedSharding(self.mesh, P())
     self._sharded = NamedSharding(self.mesh, P('data'))
@@ -148,12 +162,36 @@ class JitParallel:
     """`tree` copied to every device (fresh buffers, as PmapParallel.replicate)."""
     return jax.tree.map(lambda x: jax.device_put(np.array(x), self._replicated), tree)
 
+  def local_rows(self, size: int) -> slice:
+    """This process's rows of a global batch of `size` (as `shard_batch` expects them)."""
+    if not self.multiprocess:
+      return slice(0, size)
+    check_batch_size(size, self.num_devices)
+    spans = [index[0] for index
+             in self._sharded.addressable_devices_indices_map((size,)).values()]
+    rows = slice(min(s.start for s in spans), max(s.stop for s in spans))
+    if rows.stop - rows.start != sum(s.stop - s.start for s in spans):
+      raise ValueError(f'this process\'s devices hold rows {spans} of the batch, which are '
+                       'not contiguous; order the devices by process')
+    return rows
+
   def shard_batch(self, batch):
+    """Host arrays -> one global array sharded over the mesh. With several processes each
+    passes its `local_rows` of the global batch."""
+    if self.multiprocess:
+      local = len(self._sharded.addressable_devices)
+      for x in jax.tree.leaves(batch):
+        check_batch_size(x.shape[0], local, what='per-process batch size')
+      return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
+          self._sharded, np.asarray(x)), batch)
     for x in jax.tree.leaves(batch):
       check_batch_size(x.shape[0], self.num_devices)
     return jax.device_put(batch, self._sharded)
 
   def fetch(self, tree):
+    """A replicated `tree` as host numpy arrays."""
+    if self.multiprocess:  # a global array cannot be fetched whole; any replica will do
+      return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
     return jax.device_get(tree)
 
   def train_step(self, state, metrics, batch, rng, data=None):
@@ -163,13 +201,17 @@ class JitParallel:
     return self._window.after(self._eval(state, metrics, batch, data))
 
   def predict(self, state, batch, data=None):
-    """Host logits [B, ...] of a sharded batch, in batch order."""
-    return np.asarray(jax.device_get(self._predict(state, batch, data)))
+    """Host logits [B, ...] of a sharded batch, in batch order (in every process)."""
+    logits = self._predict(state, batch, data)
+    if self.multiprocess:
+      return np.asarray(multihost_utils.process_allgather(logits, tiled=True))
+    return np.asarray(jax.device_get(logits))
 
 
 def make_parallel(mode: str, model, task, devices=None, *, preprocess=None,
                   skip_nonfinite: bool = False):
-  """The wrapper for `mode` ('pmap' or 'jit') over `devices` (default: all local).
+  """The wrapper for `mode` ('pmap' or 'jit') over `devices` (default: pmap all local,
+  jit all of every process's).
 
   preprocess: optional skinjax.data.pipeline.Preprocess run inside each step.
   skip_nonfinite: skip (and count) non-finite updates instead of withholding all later

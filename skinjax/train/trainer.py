@@ -19,7 +19,7 @@ import tqdm
 
 from skinjax import report as report_lib
 from skinjax.data import experiment_data, pipeline
-from skinjax.train import evaluate as evaluate_lib, experiment, inference, run_state
+from skinjax.train import evaluate as evaluate_lib, experiment, inference, multihost, run_state
 from skinjax.train.checkpoint import Checkpointer, check_compatible
 from skinjax.train.metric_writer import MetricWriter, summary_line
 from skinjax.train.parallel import make_parallel
@@ -135,9 +135,36 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str, manual_dir: str |
                                show_progress=show_progress, preemption=preemption)
 
 
-def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress, preemption):
-  experiment.check(config, workdir=workdir)
+def _check_processes(config):
+  """Refuses what several processes cannot do, before anything is built."""
+  if jax.process_count() == 1:
+    return
+  if config.parallel != 'jit':
+    raise experiment.ConfigError(f'--parallel={config.parallel}: runs in one process only; '
+                                 f'with {jax.process_count()} processes use --parallel=jit')
+  if config.data_placement == 'device':
+    raise experiment.ConfigError('--config.data_placement=device: a run over several '
+                                 'processes streams each process\'s rows; use auto or stream')
+
+
+def _prepare_data(config, data_dir, manual_dir):
+  """The run's arrays; with several processes, process 0 builds the dataset first (the
+  others would race it on a shared disk) and the others then read what it built."""
+  if not multihost.is_primary():
+    multihost.barrier('skinjax_dataset_built')
   data = experiment_data.prepare(config, data_dir=data_dir, manual_dir=manual_dir)
+  if multihost.is_primary():
+    multihost.barrier('skinjax_dataset_built')
+  return data
+
+
+def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress, preemption):
+  # The global batch spreads over every process's devices; process 0 alone probes the
+  # workdir (the others' probes of the same file would race it).
+  experiment.check(config, workdir=workdir if multihost.is_primary() else None,
+                   num_devices=jax.device_count())
+  _check_processes(config)
+  data = _prepare_data(config, data_dir, manual_dir)
   classification = config.task == 'classification'
   num_classes = len(data.class_names) if classification else 1
   description = run_state.description(
@@ -255,21 +282,24 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', data_dir: str | None 
                      manual_dir: str | None = None, step='best', batch_size=None,
                      parallel: str | None = None) -> dict:
   """Restores the run in `workdir` (best checkpoint), evaluates `split` on the devices at
-  hand, and writes the report under <workdir>/report/<split>/. Returns its metrics.
+  hand, and writes the report under <workdir>/report/<split>/ (process 0 only). Returns
+  its metrics, global over all processes.
 
   parallel: 'pmap' or 'jit' (default: the mode the run trained with).
   """
   run = run_state.restore_run(workdir, step=step)
   config = run.config
-  data = experiment_data.prepare(config, data_dir=data_dir or run.description['data_dir'],
-                                 manual_dir=manual_dir)
+  data = _prepare_data(config, data_dir or run.description['data_dir'], manual_dir)
   arrays = {'train': data.train, 'validation': data.validation, 'test': data.test}
   if split not in arrays:
     raise ValueError(f'--split={split!r}: expected one of {", ".join(arrays)}')
   norm = config.normalization
   preprocess = pipeline.Preprocess(mean=tuple(norm.mean), std=tuple(norm.std))
-  parallel = make_parallel(parallel or config.parallel, run.model, run.task,
-                           preprocess=preprocess)
+  parallel = parallel or config.parallel
+  if jax.process_count() > 1 and parallel != 'jit':
+    raise experiment.ConfigError(f'--parallel={parallel}: runs in one process only; with '
+                                 f'{jax.process_count()} processes use --parallel=jit')
+  parallel = make_parallel(parallel, run.model, run.task, preprocess=preprocess)
   # Any device count: round the batch up to a multiple of it.
   size = batch_size or config.eval_batch_size
   size = -(-size // parallel.num_devices) * parallel.num_devices
@@ -278,7 +308,9 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', data_dir: str | None 
   metrics = evaluate_lib.evaluate(
       parallel, state, run.task,
       feed.batches(pipeline.eval_order(len(arrays[split]), size), pad_to=size), data=feed.data)
-  logits = inference.predict_split(parallel, state, feed, size)
+  logits = inference.predict_split(parallel, state, feed, size)  # in every process
+  if not multihost.is_primary():
+    return metrics
   gradcam = (inference.gradcam_samples(run, arrays[split])
              if config.task == 'classification' and len(arrays[split]) else None)
   report_lib.write_report(os.path.join(workdir, 'report', split), run=run, split=split,

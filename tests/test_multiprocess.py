@@ -1,0 +1,95 @@
+"""Two processes with two CPU devices each (jax.distributed, gloo collectives on localhost)
+train like one process with four devices on the same global batches.
+
+The run goes through the real trainer: streamed per-process rows, augmentation, Adam,
+orbax checkpoints from both processes, global evaluation with a padded last batch, and
+the report's predictions gathered to process 0."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import multiprocess_worker
+from training_runs import train
+from skinjax.train.metric_writer import read_history
+from skinjax.train.run_state import restore_run
+
+WORKER = Path(__file__).with_name('multiprocess_worker.py')
+REPO = WORKER.parents[1]
+
+
+def free_port() -> int:
+  with socket.socket() as sock:
+    sock.bind(('localhost', 0))
+    return sock.getsockname()[1]
+
+
+def run_processes(out, *extra, num_processes=2, timeout=300):
+  """Starts the worker as `num_processes` processes of 2 CPU devices; all must succeed."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO),
+             XLA_FLAGS='--xla_force_host_platform_device_count=2')  # not the session's 4
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)  # programs of another device assignment
+  port = free_port()
+  logs = [Path(out) / f'process_{i}.log' for i in range(num_processes)]
+  Path(out).mkdir(parents=True, exist_ok=True)
+  # Output to files, not pipes: a process blocked on a full pipe that nobody reads
+  # would stall the others in their next collective.
+  processes = [subprocess.Popen(
+      [sys.executable, str(WORKER), str(i), str(num_processes), str(port), str(out),
+       *extra], env=env, stdout=log.open('w'), stderr=subprocess.STDOUT)
+      for i, log in enumerate(logs)]
+  try:
+    for process in processes:
+      process.wait(timeout=timeout)
+  finally:
+    for process in processes:  # one failed process leaves the others waiting for it
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+  for i, (process, log) in enumerate(zip(processes, logs)):
+    assert process.returncode == 0, f'process {i}:\n{log.read_text()[-3000:]}'
+
+
+def assert_trees_close(actual, expected, rtol=1e-5):
+  """As in test_data_parallel: rtol per element, floored at rtol times the tree's scale
+  (reductions in another order differ by float32 round-off)."""
+  scale = max(float(np.abs(x).max()) for x in expected.values())
+  for key, value in expected.items():
+    np.testing.assert_allclose(actual[key], value, rtol=rtol, atol=rtol * scale, err_msg=key)
+
+
+def flat(params):
+  return {jax.tree_util.keystr(path): np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+
+
+def test_a_two_process_run_checkpoints_what_a_one_process_run_does_and_only_process_0_logs(
+    layouts, tmp_path):
+  # One process of the session's 4 devices; it also builds the dataset the workers read.
+  reference = train(multiprocess_worker.run_config(), tmp_path / 'one', layouts)
+  run_processes(tmp_path / 'two', layouts['data_dir'], layouts['ham10000'])
+  workdir = tmp_path / 'two' / 'workdir'
+  two, one = restore_run(str(workdir), step='latest'), restore_run(str(tmp_path / 'one'),
+                                                                    step='latest')
+  assert two.step == one.step == 6  # 2 epochs of 3 steps
+  assert_trees_close(flat(two.state.params), flat(one.state.params))
+  # Logs and the report come from process 0 alone: one line per epoch, one event file.
+  assert [record['epoch'] for record in read_history(str(workdir))] == [0, 1]
+  assert len(list((workdir / 'tensorboard').glob('events.out.tfevents.*'))) == 1
+  writes = [json.loads((tmp_path / 'two' / f'writes_{i}.json').read_text()) for i in (0, 1)]
+  assert {'metrics.jsonl', 'config.json.tmp', 'report/test/report.json'} <= set(
+      writes[0]['writes'])
+  assert writes[1]['writes'] == []
+  report = json.loads((workdir / 'report' / 'test' / 'report.json').read_text())
+  assert report['examples'] == 7 and np.array(report['confusion_matrix']).sum() == 7
+  # Test metrics are global, and every process returns the same ones.
+  assert writes[0]['test_metrics'] == writes[1]['test_metrics']
+  assert writes[0]['test_metrics']['accuracy'] == pytest.approx(reference['accuracy'])
+  assert writes[0]['test_metrics']['loss'] == pytest.approx(reference['loss'], rel=1e-4)
