@@ -15,6 +15,7 @@ import jax
 from ml_collections import config_flags
 
 import common_flags
+from skinjax.data.image_files import DatasetFileError
 from skinjax.train import experiment, trainer
 from skinjax.train.checkpoint import CheckpointMismatchError
 
@@ -37,7 +38,7 @@ def main(argv):
                                          data_dir=common_flags.data_dir(),
                                          manual_dir=common_flags.MANUAL_DIR.value)
   except (experiment.ConfigError, CheckpointMismatchError, FileNotFoundError,
-          trainer.NonFiniteError) as error:
+          trainer.NonFiniteError, DatasetFileError) as error:
     common_flags.fail(str(error))
   except trainer.Preempted as stopped:
     # As a process ended by SIGTERM reports itself (128 + 15), so that a scheduler or a

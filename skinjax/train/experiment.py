@@ -167,6 +167,8 @@ def base_config():
   config.checkpoint_every_steps = 0
   # A non-finite loss or gradient stops the run; True skips such updates and counts them.
   config.skip_nonfinite = False
+  # Build the dataset leaving out damaged files (logged, counted in its metadata).
+  config.skip_corrupt = False
 
   config.parallel = 'pmap'
   config.dtype = 'float32'
