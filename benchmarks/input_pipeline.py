@@ -4,11 +4,12 @@ device-resident data vs the host-streaming path, measured in one run.
   python benchmarks/input_pipeline.py --manual_dir=../shared/data/HAM10000
 
 Each placement trains paper 1's configuration (28x28, batch 64, augmentation, balanced
-train split); images/s is the median of --windows timed windows after a warm-up, each
-window ending in block_until_ready.
+train split), timed as every row of the throughput suite is (benchmarks/protocol.py).
+throughput.py measures the same two placements on random data; this one adds the real
+HAM10000 build and its class balance.
 """
 
-import statistics
+import itertools
 import tempfile
 import time
 
@@ -17,6 +18,7 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
+import protocol
 from skinjax import augment
 from skinjax.data import arrays as arrays_lib, balance, builders, pipeline
 from skinjax.models import create_model
@@ -29,34 +31,36 @@ flags.DEFINE_string('manual_dir', '../shared/data/HAM10000', 'The HAM10000 downl
 flags.DEFINE_string('data_dir', None, 'TFDS data dir (default: a fresh temporary one, so '
                     'the build is timed).')
 flags.DEFINE_integer('batch_size', 64, 'Global batch size.')
-flags.DEFINE_integer('window_steps', 50, 'Steps per timed window.')
+flags.DEFINE_integer('window_steps', 50, 'Untimed warm-up steps after the first.')
+flags.DEFINE_float('min_window_s', 2.0, 'Shortest timed window, in seconds.')
 flags.DEFINE_integer('windows', 5, 'Timed windows per placement.')
 flags.DEFINE_enum('parallel', 'jit', parallel_lib.PARALLEL_MODES, 'Data-parallel wrapper.')
 
 
 def images_per_second(placement, train, indices):
+  """Median images/s and the windows' rates (benchmarks/protocol.py's timing)."""
   model, task = create_model('deepconvnet'), ClassificationTask(7)
   parallel = parallel_lib.make_parallel(
       FLAGS.parallel, model, task,
       preprocess=pipeline.Preprocess(augment=augment.PAPER1_CLASSIFICATION))
   feed = pipeline.InputPipeline(train, parallel, placement=placement)
-  state = parallel.replicate(create_train_state(jax.random.key(0), model, (1, 28, 28, 3),
-                                                keras_adam(1e-3)))
-  metrics = parallel.replicate(task.empty_metrics())
-  steps = FLAGS.window_steps * (FLAGS.windows + 1)
-  order = pipeline.train_order(np.resize(indices, steps * FLAGS.batch_size), FLAGS.batch_size,
-                               epoch=0, seed=0)
-  batches = feed.batches(order)
+  carry = {'state': parallel.replicate(create_train_state(
+               jax.random.key(0), model, (1, 28, 28, 3), keras_adam(1e-3))),
+           'metrics': parallel.replicate(task.empty_metrics())}
+  batches = itertools.chain.from_iterable(
+      feed.batches(pipeline.train_order(indices, FLAGS.batch_size, epoch=epoch, seed=0))
+      for epoch in itertools.count())
   rng = jax.random.key(1)
-  rates = []
-  for window in range(FLAGS.windows + 1):  # window 0 warms up (compilation)
-    start = time.perf_counter()
-    for _ in range(FLAGS.window_steps):
-      state, metrics = parallel.train_step(state, metrics, next(batches), rng, feed.data)
-    jax.block_until_ready((state, metrics))
-    if window:
-      rates.append(FLAGS.window_steps * FLAGS.batch_size / (time.perf_counter() - start))
-  return statistics.median(rates), rates
+
+  def step():
+    carry['state'], carry['metrics'] = parallel.train_step(
+        carry['state'], carry['metrics'], next(batches), rng, feed.data)
+    return carry['metrics']
+
+  timing = protocol.time_steps(step, jax.block_until_ready, FLAGS.batch_size,
+                               windows=FLAGS.windows, warmup=FLAGS.window_steps,
+                               min_window_s=FLAGS.min_window_s)
+  return timing.images_per_s, timing.window_images_per_s
 
 
 def main(argv):

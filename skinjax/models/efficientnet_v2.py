@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from skinjax.explain.gradcam import mark_gradcam_map
+from skinjax.models import depthwise
 
 # Keras' CONV_KERNEL_INITIALIZER and DENSE_KERNEL_INITIALIZER.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'truncated_normal')
@@ -167,13 +168,9 @@ def depthwise_conv(x, kernel, strides: int):
 
   x: [B, H, W, C]; kernel: [kh, kw, C, 1] (Keras' layout).
   """
-  # The one place a depthwise convolution is computed: a per-backend implementation
-  # (XLA:CPU runs feature_group_count=C slowly) can be chosen here later.
-  kh, kw, channels, _ = kernel.shape
-  return lax.conv_general_dilated(
-      x, kernel.reshape(kh, kw, 1, channels), window_strides=(strides, strides),
-      padding='SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      feature_group_count=channels)
+  # The one place a depthwise convolution is computed; XLA:CPU runs the grouped
+  # convolution slowly, so skinjax.models.depthwise picks an implementation per backend.
+  return depthwise.depthwise_conv(x, kernel, strides)
 
 
 class DepthwiseConv(nn.Module):
