@@ -2,7 +2,8 @@
 reader returns what it promises or raises DatasetFileError, never anything else."""
 
 import csv
-import importlib
+import inspect
+import sys
 import io
 
 from etils import epath
@@ -98,8 +99,22 @@ def test_read_mask_returns_binary_masks_or_raises_dataset_file_error(data, resca
   assert set(np.unique(mask)) <= {0, 1}
 
 
+@pytest.fixture(scope='module', autouse=True)
+def _forget_builder_modules():
+  """Drops the builder modules this file imported (without TFDS registration, as
+  builders.builder_class loads them), so the builders' own tests import and register them
+  afresh."""
+  yield
+  for name in list(sys.modules):
+    if name.split('.')[0] in builders.DATASET_NAMES:
+      del sys.modules[name]
+
+
 def _dataset_module(name):
-  return importlib.import_module(builders.builder_class(name).__module__)
+  # The module the builder class came from. Importing its name again here would put an
+  # unregistered copy in sys.modules, and the builders' own tests would then find their
+  # dataset missing from tfds.list_builders().
+  return inspect.getmodule(builders.builder_class(name))
 
 
 HAM = _dataset_module('ham10000')
