@@ -6,6 +6,7 @@ r"""Worker: times the Keras 3 (TensorFlow backend) baseline of one model; prints
 The papers' framework, run as they ran it: `model.compile` with Adam, then
 `train_on_batch` / `test_on_batch` on a batch already on the device (each call returns
 host numbers, so every step ends synchronised). Models: benchmarks/keras_models.py.
+When Keras or TensorFlow cannot be imported, prints one row saying why and exits 0.
 --jit_compile=auto turns XLA off on the CPU (where XLA ran B3 3-6x slower than
 TensorFlow's own kernels) and leaves Keras' default elsewhere.
 """
@@ -51,9 +52,14 @@ def jaccard_loss(masks, logits):
 
 def main(argv):
   del argv
-  import keras
-  import tensorflow as tf
-
+  try:
+    import keras
+    import tensorflow as tf
+  except Exception as error:  # e.g. a GPU image without TensorFlow
+    protocol.emit({'framework': 'keras', 'model': FLAGS.model, 'image_size': FLAGS.image_size,
+                   'batch_size': FLAGS.batch_size,
+                   'skipped': f'keras/tensorflow not importable: {type(error).__name__}: {error}'})
+    return
   import keras_models
 
   if FLAGS.model not in suite.BENCH_MODELS:

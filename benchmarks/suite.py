@@ -16,9 +16,10 @@ PARALLEL = ('pmap', 'jit')
 DATA = ('step', 'device', 'stream')
 
 # XLA:CPU hands convolutions to YNNPACK by default; for these models' training steps its
-# kernels (weight gradients above all) ran 1.3-1.8x slower than XLA's Eigen convolutions
-# on 2 cores (B3 @224 batch 8: 2.5 vs 4.5 images/s, back to back). The CPU preset runs
-# with them off, and keeps one row with XLA's defaults to show the difference.
+# kernels (weight gradients above all) ran slower than XLA's Eigen convolutions on 2 cores,
+# back to back: B3 @224 batch 8 2.5 vs 4.5 images/s, DeepConvNet @28 batch 64 about 1,000
+# vs 1,300-1,500. The CPU preset runs with them off, and keeps one row with XLA's
+# defaults to show the difference.
 CPU_XLA_FLAGS = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
 
 

@@ -156,20 +156,25 @@ def main(argv):
       parallel=FLAGS.parallel, devices=_ints('devices'), data=FLAGS.data)
   load_start = os.getloadavg()
   started = time.perf_counter()
-  rows = []
+  # Baselines run right after the skinjax rows they are compared with: on a shared
+  # machine the load drifts, and neighbours in time see the most similar load.
+  groups = {}
   for c in configs:
-    found = run_worker('skinjax_step.py', dict(
-        model=c.model, image_size=c.image_size, batch_size=c.batch_size, modes=c.modes,
-        dtype=c.dtype, parallel=c.parallel, devices=c.devices, data=c.data,
-        **timing_args()),
-        f'skinjax {c.model} @{c.image_size} batch {c.batch_size} {c.dtype} '
-        f'{c.parallel} x{c.devices} data={c.data}', xla_flags=c.xla_flags)
-    for row in found:
-      row['suite_xla_flags'] = c.xla_flags
-    rows += found
-  platform = next((r['platform'] for r in rows if r.get('framework') == 'skinjax'
-                   and 'platform' in r), 'cpu')
-  rows += baseline_rows(configs, platform)
+    groups.setdefault((c.model, c.image_size, c.batch_size), []).append(c)
+  rows, platform = [], None
+  for group in groups.values():
+    for c in group:
+      found = run_worker('skinjax_step.py', dict(
+          model=c.model, image_size=c.image_size, batch_size=c.batch_size, modes=c.modes,
+          dtype=c.dtype, parallel=c.parallel, devices=c.devices, data=c.data,
+          **timing_args()),
+          f'skinjax {c.model} @{c.image_size} batch {c.batch_size} {c.dtype} '
+          f'{c.parallel} x{c.devices} data={c.data}', xla_flags=c.xla_flags)
+      for row in found:
+        row['suite_xla_flags'] = c.xla_flags
+        platform = platform or row.get('platform')
+      rows += found
+    rows += baseline_rows(group, platform or 'cpu')
   if FLAGS.depthwise_bench:
     size = FLAGS.depthwise_image_size or (32 if FLAGS.preset == 'tiny' else 300)
     tiny = FLAGS.preset == 'tiny'
