@@ -2,9 +2,10 @@
 reader returns what it promises or raises DatasetFileError, never anything else."""
 
 import csv
-import inspect
-import sys
+import functools
+import importlib.util
 import io
+import os
 
 from etils import epath
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -12,6 +13,7 @@ import numpy as np
 import openpyxl
 from PIL import Image
 import pytest
+import tensorflow_datasets as tfds
 
 from skinjax.data import builders
 from skinjax.data.image_files import DatasetFileError, read_mask, read_rgb, refuse
@@ -99,22 +101,17 @@ def test_read_mask_returns_binary_masks_or_raises_dataset_file_error(data, resca
   assert set(np.unique(mask)) <= {0, 1}
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _forget_builder_modules():
-  """Drops the builder modules this file imported (without TFDS registration, as
-  builders.builder_class loads them), so the builders' own tests import and register them
-  afresh."""
-  yield
-  for name in list(sys.modules):
-    if name.split('.')[0] in builders.DATASET_NAMES:
-      del sys.modules[name]
-
-
+@functools.cache
 def _dataset_module(name):
-  # The module the builder class came from. Importing its name again here would put an
-  # unregistered copy in sys.modules, and the builders' own tests would then find their
-  # dataset missing from tfds.list_builders().
-  return inspect.getmodule(builders.builder_class(name))
+  # A private copy of the builder's module, loaded without TFDS registration: importing
+  # it under its own name here would leave an unregistered `ham10000...` module in
+  # sys.modules, and the builders' own tests would then miss it in tfds.list_builders().
+  path = os.path.join(builders.datasets_dir(), name, f'{name}_dataset_builder.py')
+  spec = importlib.util.spec_from_file_location(f'_fuzzed_{name}_dataset_builder', path)
+  module = importlib.util.module_from_spec(spec)
+  with tfds.core.registered.skip_registration():
+    spec.loader.exec_module(module)
+  return module
 
 
 HAM = _dataset_module('ham10000')
