@@ -17,7 +17,7 @@ from ml_collections import config_flags
 import common_flags
 from skinjax.data.image_files import DatasetFileError
 from skinjax.train import experiment, trainer
-from skinjax.train.checkpoint import CheckpointMismatchError
+from skinjax.train.checkpoint import CheckpointMismatchError, CheckpointWriteError
 
 CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                          lock_config=True)
@@ -37,8 +37,8 @@ def main(argv):
     metrics = trainer.train_and_evaluate(config, common_flags.WORKDIR.value,
                                          data_dir=common_flags.data_dir(),
                                          manual_dir=common_flags.MANUAL_DIR.value)
-  except (experiment.ConfigError, CheckpointMismatchError, FileNotFoundError,
-          trainer.NonFiniteError, DatasetFileError) as error:
+  except (experiment.ConfigError, CheckpointMismatchError, CheckpointWriteError,
+          FileNotFoundError, trainer.NonFiniteError, DatasetFileError) as error:
     common_flags.fail(str(error))
   except trainer.Preempted as stopped:
     # As a process ended by SIGTERM reports itself (128 + 15), so that a scheduler or a

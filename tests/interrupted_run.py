@@ -2,13 +2,17 @@
 
   python interrupted_run.py WORKDIR DATA_DIR MANUAL_DIR SIGNAL MOMENT N
 
-SIGNAL: TERM or KILL. MOMENT: 'step' (just before the N-th train step is dispatched) or
-'save' (as soon as the N-th checkpoint save has been handed to orbax, its asynchronous
-write still in flight). Exits 143 when a SIGTERM stopped the run as the launcher does.
-Used by test_interruptions.py: real signals, at moments chosen exactly.
+SIGNAL: TERM or KILL, or FULL: from then on the operating system refuses to let any file
+grow past 4 KiB (RLIMIT_FSIZE, its write failing with EFBIG as a full disk's fails with
+ENOSPC), so the next checkpoint's arrays cannot be written. MOMENT: 'step' (just before
+the N-th train step is dispatched) or 'save' (as soon as the N-th checkpoint save has been
+handed to orbax, its asynchronous write still in flight; FULL waits for that write to
+finish first). Exits 143 when a SIGTERM stopped the run as the launcher does.
+Used by test_interruptions.py: real signals and write failures, at moments chosen exactly.
 """
 
 import os
+import resource
 import signal
 import sys
 
@@ -20,13 +24,20 @@ from training_runs import classifier_config  # noqa: E402
 
 def main():
   workdir, data_dir, manual_dir, signal_name, moment, count = sys.argv[1:7]
-  signum = getattr(signal, f'SIG{signal_name}')
   calls = [0]
 
-  def count_and_maybe_signal():
+  def fill_the_disk(checkpointer):
+    checkpointer.wait()
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+
+  def count_and_maybe_signal(checkpointer=None):
     calls[0] += 1
     if calls[0] == int(count):
-      os.kill(os.getpid(), signum)
+      if signal_name == 'FULL':
+        fill_the_disk(checkpointer)
+      else:
+        os.kill(os.getpid(), getattr(signal, f'SIG{signal_name}'))
 
   if moment == 'step':
     real = trainer.make_parallel
@@ -48,7 +59,7 @@ def main():
 
     def save(self, *args, **kwargs):
       saved = real_save(self, *args, **kwargs)
-      count_and_maybe_signal()
+      count_and_maybe_signal(self)
       return saved
 
     checkpoint.Checkpointer.save = save

@@ -3,8 +3,8 @@
   python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT DATA_DIR MANUAL_DIR
 
 Runs trainer.train_and_evaluate on the synthetic HAM10000 into OUT/workdir, then writes
-OUT/writes_<id>.json: the files this process opened for writing there, and its test
-metrics. The parent sets XLA_FLAGS (the devices per process) before this starts.
+OUT/writes_<id>.json: the files this process opened for writing there, its test metrics,
+and the rows of each split whose images it gathered. The parent sets XLA_FLAGS (the devices per process) before this starts.
 """
 
 import json
@@ -12,11 +12,26 @@ import os
 import sys
 
 
-def run_config():
+def run_config(**changes):
   """The classifier test config on jit, unbalanced: 3 steps an epoch, so that the
   comparison is not of 100 Adam steps' accumulated round-off."""
   from training_runs import classifier_config
-  return classifier_config(parallel='jit', balance='none')
+  return classifier_config(parallel='jit', balance='none', **changes)
+
+
+def _record_reads(into: dict):
+  """Records, per split (named by its first image id), the rows this process gathers."""
+  import numpy as np
+  from skinjax.data import pipeline
+  gather = pipeline.InputPipeline._host_batch
+
+  def recording(self, batch):
+    index = batch['index'] if isinstance(batch, dict) else batch
+    rows = np.asarray(index)[self.parallel.local_rows(len(index))]
+    into.setdefault(str(self.arrays.image_ids[0]), set()).update(rows.tolist())
+    return gather(self, batch)
+
+  pipeline.InputPipeline._host_batch = recording
 
 
 def _record_writes(workdir: str, into: list):
@@ -44,11 +59,20 @@ def main(process_id, num_processes, port, out, data_dir, manual_dir):
                        num_processes=int(num_processes), process_id=int(process_id))
   from training_runs import train
   workdir = os.path.join(out, 'workdir')
-  writes = []
+  writes, reads = [], {}
   _record_writes(workdir, writes)
-  metrics = train(run_config(), workdir, {'data_dir': data_dir, 'ham10000': manual_dir})
+  _record_reads(reads)
+  layouts = {'data_dir': data_dir, 'ham10000': manual_dir}
+  metrics = train(run_config(), workdir, layouts)
+  from skinjax.data import experiment_data
+  data = experiment_data.prepare(run_config(), data_dir=data_dir, manual_dir=manual_dir)
+  splits = {'train': data.train, 'validation': data.validation, 'test': data.test}
+  rows_read = {name: sorted(reads.get(str(arrays.image_ids[0]), ()))
+               for name, arrays in splits.items()}
   with open(os.path.join(out, f'writes_{process_id}.json'), 'w') as file:
-    json.dump({'writes': sorted(set(writes)), 'test_metrics': metrics}, file, default=float)
+    json.dump({'writes': sorted(set(writes)), 'test_metrics': metrics, 'rows_read': rows_read,
+               'split_sizes': {name: len(arrays) for name, arrays in splits.items()}},
+              file, default=float)
 
 
 if __name__ == '__main__':

@@ -1,10 +1,12 @@
-"""Runs stopped by real signals (SIGKILL during and between checkpoint writes, SIGTERM)
-resume from their last complete checkpoint and end where an uninterrupted run ends; a
-non-finite loss stops a run naming its step and batch, saving nothing after the last good
-checkpoint, or is skipped and counted with skip_nonfinite."""
+"""Runs stopped by real signals (SIGKILL during and between checkpoint writes, SIGTERM) or
+by a checkpoint write the disk refuses resume from their last complete checkpoint and end
+where an uninterrupted run ends; a non-finite loss stops a run naming its step and batch,
+saving nothing after the last good checkpoint, or is skipped and counted with
+skip_nonfinite."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +56,21 @@ def test_a_sigkilled_run_resumes_from_its_last_complete_checkpoint(
   assert_same_params(workdir, classifier_run[0])
 
 
+def test_a_checkpoint_the_disk_refuses_is_named_never_loaded_and_the_run_resumes(
+    classifier_run, layouts, tmp_path):
+  # After the second checkpoint (step 8) the OS refuses to let any file grow past 4 KiB,
+  # so the third's arrays fail mid-write, in orbax's background thread.
+  workdir = tmp_path / 'run'
+  result = run_interrupted(workdir, layouts, 'FULL', 'save', 2)
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert re.search(r'CheckpointWriteError: checkpoint step 12 could not be written in \S+ '
+                   r'\(.*File too large.*\); it will not be loaded, the last complete '
+                   r'checkpoint is step 8', result.stderr), result.stderr[-2000:]
+  assert Checkpointer(checkpoint_dir(str(workdir)), read_only=True).all_steps() == [4, 8]
+  train(classifier_config(epochs=2, checkpoint_every_steps=4), workdir, layouts)
+  assert_same_params(workdir, classifier_run[0])
+
+
 def test_sigterm_saves_a_checkpoint_exits_143_and_the_run_resumes(classifier_run, layouts,
                                                                    tmp_path):
   workdir = tmp_path / 'run'
@@ -93,6 +110,7 @@ def poisoned_run(monkeypatch, layouts, config):
 
   def prepare(*args, **kwargs):
     prepared = real_prepare(*args, **kwargs)
+    prepared.train.images = np.array(prepared.train.images)  # the cache maps read-only
     prepared.train.images[poisoned] = 255
     return prepared
 

@@ -1,9 +1,9 @@
 """Two processes with two CPU devices each (jax.distributed, gloo collectives on localhost)
 train like one process with four devices on the same global batches.
 
-The run goes through the real trainer: streamed per-process rows, augmentation, Adam,
-orbax checkpoints from both processes, global evaluation with a padded last batch, and
-the report's predictions gathered to process 0."""
+The run goes through the real trainer: each process reading only its own data shard,
+augmentation, Adam, orbax checkpoints from both processes, global evaluation with padded
+last batches, and the report's predictions gathered to process 0."""
 
 import json
 import os
@@ -72,8 +72,9 @@ def flat(params):
 
 def test_a_two_process_run_checkpoints_what_a_one_process_run_does_and_only_process_0_logs(
     layouts, tmp_path):
-  # One process of the session's 4 devices; it also builds the dataset the workers read.
-  reference = train(multiprocess_worker.run_config(), tmp_path / 'one', layouts)
+  # One process of the session's 4 devices reading the data in 2 shards, as 2 processes
+  # do by default; it also builds the dataset the workers read.
+  reference = train(multiprocess_worker.run_config(data_shards=2), tmp_path / 'one', layouts)
   run_processes(tmp_path / 'two', layouts['data_dir'], layouts['ham10000'])
   workdir = tmp_path / 'two' / 'workdir'
   two, one = restore_run(str(workdir), step='latest'), restore_run(str(tmp_path / 'one'),
@@ -84,6 +85,15 @@ def test_a_two_process_run_checkpoints_what_a_one_process_run_does_and_only_proc
   assert [record['epoch'] for record in read_history(str(workdir))] == [0, 1]
   assert len(list((workdir / 'tensorboard').glob('events.out.tfevents.*'))) == 1
   writes = [json.loads((tmp_path / 'two' / f'writes_{i}.json').read_text()) for i in (0, 1)]
+  # Each process gathered only its own shard (rows p, p + 2, ...) of every split; between
+  # them, every validation and test example was read.
+  for name, size in writes[0]['split_sizes'].items():
+    read = [set(w['rows_read'][name]) for w in writes]
+    assert read[0] and read[1], name
+    for process, rows in enumerate(read):
+      assert {row % 2 for row in rows} == {process}, (name, process)
+    if name != 'train':  # training drops a partial last batch
+      assert read[0] | read[1] == set(range(size)), name
   assert {'metrics.jsonl', 'config.json.tmp', 'report/test/report.json'} <= set(
       writes[0]['writes'])
   assert writes[1]['writes'] == []

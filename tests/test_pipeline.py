@@ -45,6 +45,63 @@ def test_a_split_is_decoded_resized_and_cached_once(ph2_builder, monkeypatch):
     arrays_lib.load_split(ph2_builder, 'train', 48)  # another resolution is another key
 
 
+def test_cached_images_are_memory_mapped_and_an_interrupted_write_leaves_no_cache(
+    ph2_builder, monkeypatch, tmp_path):
+  # Memory-mapped: a process reads from disk only the rows it gathers.
+  assert isinstance(arrays_lib.load_split(ph2_builder, 'train', 32).images, np.memmap)
+  saved = []
+
+  def save_then_die(file, value, **kwargs):
+    if saved:  # the second array of the folder
+      raise KeyboardInterrupt
+    saved.append(file)
+    np.lib.format.write_array(open(file, 'wb'), value)
+
+  monkeypatch.setattr(arrays_lib.np, 'save', save_then_die)
+  with pytest.raises(KeyboardInterrupt):
+    arrays_lib.load_split(ph2_builder, 'train', 32, cache_dir=tmp_path)
+  monkeypatch.undo()
+  assert saved and not arrays_lib.cache_path(ph2_builder, 'train', 32, tmp_path).exists()
+  assert len(arrays_lib.load_split(ph2_builder, 'train', 32, cache_dir=tmp_path)) == len(
+      arrays_lib.load_split(ph2_builder, 'train', 32))
+
+
+def test_sharded_train_batches_give_each_shard_its_own_columns():
+  # Balanced indices repeat examples; 3 shards of a batch of 12 take 4 columns each.
+  indices = np.repeat(np.arange(50), np.where(np.arange(50) < 10, 3, 1))  # 70 entries
+  order = pipeline.train_order(indices, 12, epoch=1, seed=5, num_shards=3)
+  assert order.shape == (70 // 12, 12)
+  for shard in range(3):
+    columns = order[:, shard * 4:(shard + 1) * 4]
+    assert set(np.unique(columns % 3)) == {shard}
+    own = indices[indices % 3 == shard]
+    # Each shard's entries appear at most as often as they occur, plus a restart when short.
+    counts = np.bincount(columns.ravel(), minlength=50)
+    allowed = np.bincount(own, minlength=50) * 2
+    assert (counts <= allowed).all()
+  # Another epoch, another order; the same epoch, the same order.
+  assert not np.array_equal(order, pipeline.train_order(indices, 12, epoch=2, seed=5,
+                                                        num_shards=3))
+  np.testing.assert_array_equal(order, pipeline.train_order(indices, 12, epoch=1, seed=5,
+                                                            num_shards=3))
+  with pytest.raises(ValueError, match='batch size 12 is not divisible by the 5 data shards'):
+    pipeline.train_order(indices, 12, epoch=0, seed=0, num_shards=5)
+
+
+@pytest.mark.parametrize('num_examples,num_shards', [(10, 1), (10, 3), (2, 3), (0, 2)])
+def test_sharded_eval_batches_hold_every_example_once(num_examples, num_shards):
+  batches = pipeline.eval_order(num_examples, 6, num_shards)
+  valid = np.concatenate([b['index'][b['valid']] for b in batches] or [np.zeros(0, int)])
+  assert sorted(valid.tolist()) == list(range(num_examples))
+  per_shard = 6 // num_shards
+  for batch in batches:
+    assert batch['index'].shape == batch['valid'].shape == (6,)
+    for shard in range(num_shards):
+      columns = batch['index'][shard * per_shard:(shard + 1) * per_shard]
+      if num_examples > shard:  # padding repeats a row of the shard itself
+        assert set((columns % num_shards).tolist()) == {shard}
+
+
 def test_mask_resizing_keeps_the_majority_of_each_area():
   mask = np.zeros((8, 8, 1), np.uint8)
   mask[:4, :4] = 1
@@ -71,8 +128,9 @@ def train_with(placement, mode='jit'):
   order = pipeline.train_order(np.arange(len(data)), 16, epoch=0, seed=0)
   state, metrics = loop.fit(parallel, state, task, train.batches(order), jax.random.key(1),
                             train.data, placed=True)
-  result = evaluate(parallel, state, task, train.batches(pipeline.eval_order(len(data), 16)[:3]
-                    + [np.arange(90, 96, dtype=np.int32)], pad_to=16), data=train.data)
+  # The first 54 examples: 3 full batches and a padded one of 6.
+  result = evaluate(parallel, state, task, train.batches(pipeline.eval_order(54, 16)),
+                    data=train.data)
   return parallel.fetch(state), metrics, result
 
 

@@ -41,18 +41,55 @@ def test_a_run_leaves_its_logs_checkpoints_and_report(classifier_run):
     assert Path(report['figures'][figure]).stat().st_size > 10_000
 
 
+def assert_same_params(workdir_a, workdir_b, rtol=0.0):
+  a, b = (restore_run(str(w), step='latest') for w in (workdir_a, workdir_b))
+  assert a.step == b.step
+  for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params)):
+    if rtol:  # another reduction order: float32 round-off, scaled by the leaf
+      np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * float(np.abs(y).max()))
+    else:
+      np.testing.assert_array_equal(x, y)
+
+
 def test_a_run_stopped_after_epoch_2_and_resumed_ends_where_an_uninterrupted_run_ends(
     classifier_run, layouts, tmp_path):
   # classifier_run stopped after its 2 epochs; a copy of it goes on to 3.
   shutil.copytree(classifier_run[0], tmp_path / 'resumed')
   train(classifier_config(epochs=3), tmp_path / 'resumed', layouts)  # same workdir: resumes
   train(classifier_config(epochs=3), tmp_path / 'straight', layouts)
-  resumed = restore_run(str(tmp_path / 'resumed'), step='latest')
-  straight = restore_run(str(tmp_path / 'straight'), step='latest')
-  assert resumed.step == straight.step
-  for a, b in zip(jax.tree.leaves(resumed.state.params), jax.tree.leaves(straight.state.params)):
-    np.testing.assert_array_equal(a, b)
+  assert_same_params(tmp_path / 'resumed', tmp_path / 'straight')
   assert [r['epoch'] for r in read_history(str(tmp_path / 'resumed'))] == [0, 1, 2]
+
+
+RESUME_WITH_JIT = """
+import logging, sys
+logging.basicConfig(level=logging.INFO)
+from training_runs import classifier_config, train
+train(classifier_config(epochs=2, augment='none', balance='none', parallel='jit'),
+      sys.argv[1], {'data_dir': sys.argv[2], 'ham10000': sys.argv[3]})
+"""
+
+
+def test_a_pmap_run_on_4_devices_resumes_with_jit_on_2(layouts, tmp_path):
+  # Augmentation draws depend on the device layout (pmap folds in the device index), so
+  # this run has none; unbalanced, an epoch is 3 steps, so that Adam does not amplify
+  # round-off into the comparison. One epoch with pmap on 4 devices, then the second on
+  # 4 devices with pmap and on 2 with jit: the same parameters, to float32 round-off.
+  config = classifier_config(epochs=1, augment='none', balance='none')
+  train(config, tmp_path / 'pmap4', layouts)
+  shutil.copytree(tmp_path / 'pmap4', tmp_path / 'jit2')
+  config.phases[0].epochs = 2
+  train(config, tmp_path / 'pmap4', layouts)
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             PYTHONPATH=os.pathsep.join([str(REPO / 'tests'), str(REPO)]))
+  env.pop('JAX_COMPILATION_CACHE_DIR', None)  # programs of another device assignment
+  result = subprocess.run(
+      [sys.executable, '-c', RESUME_WITH_JIT, str(tmp_path / 'jit2'), layouts['data_dir'],
+       layouts['ham10000']], capture_output=True, text=True, timeout=600, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'resuming from step 3' in result.stderr
+  assert [r['epoch'] for r in read_history(str(tmp_path / 'jit2'))] == [0, 1]
+  assert_same_params(tmp_path / 'jit2', tmp_path / 'pmap4', rtol=1e-5)
 
 
 def test_a_checkpoint_of_another_resolution_is_refused_with_both_descriptions(

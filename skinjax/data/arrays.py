@@ -1,14 +1,17 @@
 """A prepared TFDS split, decoded and resized once to the model's resolution, cached on disk.
 
 The cache holds uint8 arrays (images [N, S, S, 3], masks [N, S, S, 1] in {0, 1}) plus
-int32 labels and the image ids, in one .npz per (dataset, config, version, split,
-resolution). Files are written to a temporary name and renamed, so an interrupted write
-never leaves a cache file that loads.
+int32 labels and the image ids, as one folder of .npy files per (dataset, config,
+version, split, resolution). The folder is written under a temporary name and renamed,
+so an interrupted write never leaves a cache that loads. Images and masks load
+memory-mapped: a process reads from disk only the rows it gathers (with several
+processes, its own shard; see skinjax.data.pipeline).
 """
 
 import dataclasses
 import os
 from pathlib import Path
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -69,7 +72,37 @@ def _decoded_examples(builder, split):
 
 def cache_path(builder, split: str, size: int, cache_dir) -> Path:
   config = builder.builder_config.name if builder.builder_config else 'default'
-  return Path(cache_dir) / builder.name / config / str(builder.version) / f'{split}-{size}.npz'
+  return Path(cache_dir) / builder.name / config / str(builder.version) / f'{split}-{size}'
+
+
+_FIELDS = ('images', 'labels', 'image_ids', 'masks')
+
+
+def _read_cache(path: Path) -> SplitArrays:
+  def read(name, mmap):
+    file = path / f'{name}.npy'
+    return np.load(file, mmap_mode='r' if mmap else None, allow_pickle=False) \
+        if file.exists() else None
+  return SplitArrays(read('images', True), read('labels', False), read('image_ids', False),
+                     read('masks', True))
+
+
+def _write_cache(path: Path, arrays: SplitArrays):
+  """Writes the folder under a temporary name, then renames it into place."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  partial = path.with_name(f'.{path.name}.{os.getpid()}.partial')
+  shutil.rmtree(partial, ignore_errors=True)
+  partial.mkdir()
+  for name in _FIELDS:
+    value = getattr(arrays, name)
+    if value is not None:
+      np.save(partial / f'{name}.npy', value, allow_pickle=False)
+  try:
+    os.rename(partial, path)
+  except OSError:  # another process renamed its identical copy first
+    shutil.rmtree(partial, ignore_errors=True)
+    if not path.is_dir():
+      raise
 
 
 def load_split(builder, split: str, size: int, *, cache_dir=None) -> SplitArrays:
@@ -79,10 +112,8 @@ def load_split(builder, split: str, size: int, *, cache_dir=None) -> SplitArrays
   """
   cache_dir = cache_dir or Path(builder.data_dir_root) / 'skinjax_arrays'
   path = cache_path(builder, split, size, cache_dir)
-  if path.exists():
-    with np.load(path, allow_pickle=False) as cached:
-      return SplitArrays(cached['images'], cached['labels'], cached['image_ids'],
-                         cached['masks'] if 'masks' in cached else None)
+  if path.is_dir():
+    return _read_cache(path)
   examples, count = _decoded_examples(builder, split)
   has_masks = 'mask' in builder.info.features
 
@@ -103,11 +134,5 @@ def load_split(builder, split: str, size: int, *, cache_dir=None) -> SplitArrays
       image_ids=np.array([c[3] for c in converted], dtype=str),
       masks=(np.stack([c[1] for c in converted]) if converted else
              np.zeros((0, size, size, 1), np.uint8)) if has_masks else None)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  partial = path.with_name(f'.{path.name}.{os.getpid()}.partial.npz')
-  contents = {'images': arrays.images, 'labels': arrays.labels, 'image_ids': arrays.image_ids}
-  if arrays.masks is not None:
-    contents['masks'] = arrays.masks
-  np.savez(partial, **contents)
-  os.replace(partial, path)
-  return arrays
+  _write_cache(path, arrays)
+  return _read_cache(path)

@@ -7,10 +7,12 @@ background thread gathers uint8 batches on the host and places them on the devic
 of the step; the step then augments and normalises the same way. Both feed one step
 function and give the same numbers for the same indices and key.
 
-With several processes (skinjax.train.multihost) every process walks the same global
-index batches and gathers only its own rows of each (its shard of every batch of every
-split), so all take the same number of steps and the run matches one process's on the
-same global batches. Each process's batches then differ, so they stream.
+With several processes (skinjax.train.multihost) each split is divided into data shards,
+one per process (`shard_of`); every global batch holds an equal part of each shard
+(`train_order`, `eval_order`), and each process gathers only its own part, so it reads
+only its own shard of every split from the memory-mapped cache. All processes take the
+same number of steps, and one process given the same number of shards
+(--config.data_shards) walks the same global batches.
 """
 
 import dataclasses
@@ -24,7 +26,6 @@ import numpy as np
 
 from skinjax import augment as augment_lib
 from skinjax.data.arrays import SplitArrays
-from skinjax.train.evaluate import pad_batch
 
 PLACEMENTS = ('auto', 'device', 'stream')
 # Without memory statistics (XLA:CPU), the budget per device for resident data.
@@ -86,18 +87,70 @@ def choose_placement(arrays: SplitArrays, devices, placement: str = 'auto',
   return 'device' if arrays.nbytes() <= budget else 'stream'
 
 
-def train_order(indices: np.ndarray, batch_size: int, *, epoch: int, seed: int) -> np.ndarray:
+def shard_of(indices: np.ndarray, num_shards: int) -> np.ndarray:
+  """Which data shard owns each example: shard s owns rows s, s + num_shards, ... of a
+  split (strided, so every shard keeps the split's class mix)."""
+  return np.asarray(indices) % num_shards
+
+
+def _check_shards(batch_size: int, num_shards: int):
+  if num_shards < 1 or batch_size % num_shards:
+    raise ValueError(f'batch size {batch_size} is not divisible by the {num_shards} data '
+                     'shards (one per process unless --config.data_shards says otherwise)')
+
+
+def train_order(indices: np.ndarray, batch_size: int, *, epoch: int, seed: int,
+                num_shards: int = 1) -> np.ndarray:
   """int32[steps, batch_size]: `indices` shuffled for `epoch`, the remainder dropped
-  (every train step has the same shape)."""
-  order = np.random.default_rng([seed, epoch]).permutation(np.asarray(indices))
-  steps = len(order) // batch_size
-  return order[:steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+  (every train step has the same shape); steps = len(indices) // batch_size.
+
+  With num_shards > 1, columns [s*L, (s+1)*L) of every batch (L = batch_size /
+  num_shards) hold only shard s's examples, shuffled within the shard; a process feeding
+  those columns reads only its own shard. A shard a few examples short of steps * L
+  starts its shuffle again for the rest (balanced shards differ by a few). Any one
+  sharding gives the same order wherever it runs: 2 processes, or 1 with data_shards=2.
+  """
+  indices = np.asarray(indices)
+  steps = len(indices) // batch_size
+  if num_shards == 1:
+    order = np.random.default_rng([seed, epoch]).permutation(indices)
+    return order[:steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+  _check_shards(batch_size, num_shards)
+  per_shard = batch_size // num_shards
+  owners = shard_of(indices, num_shards)
+  columns = []
+  for shard in range(num_shards):
+    own = np.random.default_rng([seed, epoch, shard]).permutation(indices[owners == shard])
+    if len(own) == 0:
+      raise ValueError(f'data shard {shard} of {num_shards} has no training examples')
+    own = np.resize(own, steps * per_shard)  # repeats from the start when short
+    columns.append(own.reshape(steps, per_shard))
+  return np.concatenate(columns, axis=1).astype(np.int32)
 
 
-def eval_order(num_examples: int, batch_size: int) -> list[np.ndarray]:
-  """Sequential int32 index batches; the last one may be short (evaluation pads it)."""
-  return [np.arange(start, min(start + batch_size, num_examples), dtype=np.int32)
-          for start in range(0, num_examples, batch_size)]
+def eval_order(num_examples: int, batch_size: int, num_shards: int = 1) -> list[dict]:
+  """Every example once, in full-size batches {'index': int32[B], 'valid': bool[B]}.
+
+  Columns [s*L, (s+1)*L) hold shard s's examples in order; each shard's last batch is
+  padded (valid False, index repeating the shard's first example) so that every batch
+  has one shape and no process reads outside its shard.
+  """
+  _check_shards(batch_size, num_shards)
+  per_shard = batch_size // num_shards
+  shards = [np.arange(shard, num_examples, num_shards) for shard in range(num_shards)]
+  steps = max(-(-len(rows) // per_shard) for rows in shards)
+  batches = []
+  for step in range(steps):
+    index, valid = [], []
+    for rows in shards:
+      part = rows[step * per_shard:(step + 1) * per_shard]
+      padding = per_shard - len(part)
+      filler = rows[:1] if len(rows) else np.zeros(1, np.int64)
+      index.append(np.concatenate([part, np.repeat(filler, padding)]))
+      valid.append(np.arange(per_shard) < len(part))
+    batches.append({'index': np.concatenate(index).astype(np.int32),
+                    'valid': np.concatenate(valid)})
+  return batches
 
 
 class InputPipeline:
@@ -123,24 +176,26 @@ class InputPipeline:
     self.data = (parallel.replicate(arrays_for_device(arrays))
                  if self.placement == 'device' else None)
 
-  def _host_batch(self, index: np.ndarray, pad_to: int | None) -> dict:
-    """This process's rows of the global batch `index` (padded to `pad_to`)."""
-    batch = pad_batch({'index': index}, pad_to) if pad_to else {'index': index}
+  def _host_batch(self, batch) -> dict:
+    """This process's rows of a global batch: an int32 index array (training) or an
+    eval_order dict with its `valid` mask."""
+    batch = dict(batch) if isinstance(batch, dict) else {'index': batch}
     rows = self.parallel.local_rows(len(batch['index']))
-    batch = {key: value[rows] for key, value in batch.items()}
+    batch = {key: np.asarray(value)[rows] for key, value in batch.items()}
     if self.placement == 'stream':
       index = batch.pop('index')
-      batch.update({key: value[index] for key, value in arrays_for_device(self.arrays).items()})
+      batch.update({key: np.asarray(value[index])
+                    for key, value in arrays_for_device(self.arrays).items()})
     return batch
 
-  def batches(self, index_batches, *, pad_to: int | None = None) -> Iterator[dict]:
-    """Device batches for each int32 index array; `pad_to` pads short ones (evaluation)."""
+  def batches(self, order) -> Iterator[dict]:
+    """Device batches for each item of `order` (train_order rows or eval_order dicts)."""
     if self.placement == 'device':
-      for index in index_batches:
-        yield self.parallel.shard_batch(self._host_batch(index, pad_to))
+      for batch in order:
+        yield self.parallel.shard_batch(self._host_batch(batch))
       return
     yield from _prefetched(
-        (self.parallel.shard_batch(self._host_batch(index, pad_to)) for index in index_batches),
+        (self.parallel.shard_batch(self._host_batch(batch)) for batch in order),
         self.prefetch)
 
 

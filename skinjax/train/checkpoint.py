@@ -9,7 +9,9 @@ Saves are asynchronous (training goes on while the files are written). The direc
 keeps the latest step plus the best `keep_best` steps by a validation metric; steps saved
 without metrics (every N steps within an epoch) are kept only while they are the latest.
 Orbax writes each step to a temporary folder and renames it when complete, so a step cut
-short by a crash is never listed or loaded.
+short by a crash or a failed write (a full disk) is never listed or loaded. A failed
+asynchronous write surfaces at the next `save`, `wait` or `close` as a
+CheckpointWriteError naming the step and the last complete one.
 
 With several processes every one calls `save` and `restore` (the manager synchronises
 them). The state is host numpy, identical in every process: orbax's numpy handler takes
@@ -49,6 +51,24 @@ def check_compatible(saved: dict, expected: dict, where: str):
         f'(they differ in {", ".join(differences)})')
 
 
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written (a full disk, an I/O error); nothing half-written
+  is listed, and the run resumes from the last complete checkpoint."""
+
+
+def _complete_steps(directory: str) -> list[int]:
+  """Steps whose folders orbax finished (renamed from their temporary names)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+def _short_cause(error: BaseException) -> str:
+  """The end of an I/O error's message (tensorstore's carry a long spec after it)."""
+  text = str(error).split(' [tensorstore_spec=')[0].strip()
+  return text if len(text) <= 240 else '...' + text[-240:]
+
+
 class Checkpointer:
   """Saves and restores (TrainState, config, progress) under `directory`.
 
@@ -77,16 +97,40 @@ class Checkpointer:
         enable_async_checkpointing=async_save,
         preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies))
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._in_flight = None  # the step whose asynchronous write may still be running
+
+  def _write_failed(self, step, error) -> CheckpointWriteError:
+    complete = _complete_steps(self.directory)
+    last = f'step {complete[-1]}' if complete else 'none'
+    return CheckpointWriteError(
+        f'checkpoint step {step} could not be written in {self.directory} '
+        f'({type(error).__name__}: {_short_cause(error)}); it will not be loaded, the '
+        f'last complete checkpoint is {last}: make room (or mend the disk) and run the same '
+        'command to resume')
+
+  def _finish_in_flight(self):
+    """Waits for the write in flight; its failure becomes a CheckpointWriteError."""
+    step, self._in_flight = self._in_flight, None
+    try:
+      self._manager.wait_until_finished()
+    except Exception as error:  # orbax re-raises whatever its writer thread met
+      raise self._write_failed(step, error) from error
 
   def save(self, step: int, state, *, config: dict, progress: dict,
            metrics: dict | None = None, force: bool = True) -> bool:
     """Saves host (not replicated) `state` at `step`; `metrics` rank it when given."""
-    return self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config),
-        progress=ocp.args.JsonSave(progress)),
-        metrics=None if metrics is None else {k: float(v) for k, v in metrics.items()
-                                              if isinstance(v, (int, float))},
-        force=force)
+    self._finish_in_flight()
+    try:
+      saved = self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config),
+          progress=ocp.args.JsonSave(progress)),
+          metrics=None if metrics is None else {k: float(v) for k, v in metrics.items()
+                                                if isinstance(v, (int, float))},
+          force=force)
+    except OSError as error:  # the synchronous part: the temporary folder, small files
+      raise self._write_failed(step, error) from error
+    self._in_flight = step
+    return saved
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -130,8 +174,15 @@ class Checkpointer:
 
   def wait(self):
     """Blocks until pending asynchronous saves are on disk."""
-    self._manager.wait_until_finished()
+    self._finish_in_flight()
 
   def close(self):
-    self._manager.wait_until_finished()
+    try:
+      self._finish_in_flight()
+    except CheckpointWriteError:
+      try:
+        self._manager.close()
+      except Exception:  # the same failure again: the first report is the one to keep
+        pass
+      raise
     self._manager.close()

@@ -77,8 +77,25 @@ def check(config, *, workdir: str | None = None, num_devices: int | None = None)
     if size <= 0 or size % num_devices:
       fail(f'--config.{name}={size}: must be a positive multiple of the {num_devices} '
            'device(s)')
+  shards = data_shards(config)
+  if shards % jax.process_count():
+    fail(f'--config.data_shards={config.data_shards}: must be a multiple of the '
+         f'{jax.process_count()} processes (each reads whole shards)')
+  for name in ('batch_size', 'eval_batch_size'):
+    if config[name] % shards:
+      fail(f'--config.{name}={config[name]}: must be a multiple of the {shards} data shards '
+           '(--config.data_shards; by default one per process)')
   if workdir is not None:
     check_workdir(workdir)
+
+
+def data_shards(config) -> int:
+  """How many data shards each split is read in: config.data_shards, or (0, the default)
+  one per process. Each process reads only its own shards (skinjax.data.pipeline)."""
+  value = config.get('data_shards', 0)
+  if value < 0:
+    raise ConfigError(f'--config.data_shards={value}: must be >= 0 (0: one per process)')
+  return value or jax.process_count()
 
 
 def check_workdir(workdir: str):
@@ -173,6 +190,9 @@ def base_config():
   config.parallel = 'pmap'
   config.dtype = 'float32'
   config.data_placement = 'auto'
+  # 0: one data shard per process. Set it to a multi-process run's process count to walk
+  # that run's global batches in one process (skinjax.data.pipeline.train_order).
+  config.data_shards = 0
   config.seed = 0
   return config
 

@@ -5,16 +5,19 @@ import numpy as np
 from skinjax.data import pipeline
 
 
-def predict_split(parallel, state, feed: pipeline.InputPipeline, batch_size: int) -> np.ndarray:
+def predict_split(parallel, state, feed: pipeline.InputPipeline, order: list[dict]) -> np.ndarray:
   """float32 logits for every example of `feed`'s arrays: [N, classes] or [N, H, W, 1].
 
-  The last batch is padded to `batch_size` (no recompilation) and its padding dropped.
+  order: pipeline.eval_order batches (padded, possibly sharded); the logits of each batch
+  come back whole to every process and go to their examples' rows, padding dropped.
   """
-  num_examples = len(feed.arrays)
-  order = pipeline.eval_order(num_examples, batch_size)
-  outputs = [parallel.predict(state, batch, feed.data)[:len(index)]
-             for index, batch in zip(order, feed.batches(order, pad_to=batch_size))]
-  return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+  outputs = None
+  for batch, placed in zip(order, feed.batches(order)):
+    logits = parallel.predict(state, placed, feed.data)
+    if outputs is None:
+      outputs = np.zeros((len(feed.arrays),) + logits.shape[1:], logits.dtype)
+    outputs[batch['index'][batch['valid']]] = logits[batch['valid']]
+  return outputs if outputs is not None else np.zeros((0,), np.float32)
 
 
 def gradcam_samples(run, arrays, *, count: int = 8):

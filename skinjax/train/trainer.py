@@ -8,6 +8,7 @@ frozen backbone, then fine-tuning) switch model mode and optimizer at phase boun
 """
 
 import dataclasses
+import math
 import os
 import shutil
 import time
@@ -111,7 +112,8 @@ def _nonfinite_check(config, parallel, state, data, steps_per_epoch, checkpoints
   elif count:
     epoch, position = divmod(first, steps_per_epoch)
     indices = pipeline.train_order(data.train_indices, config.batch_size, epoch=epoch,
-                                   seed=config.seed)[position]
+                                   seed=config.seed,
+                                   num_shards=experiment.data_shards(config))[position]
     checkpoints.wait()
     raise NonFiniteError(
         f'step {first} (epoch {epoch + 1}): the loss or a gradient is not finite for the '
@@ -182,6 +184,7 @@ def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress,
     raise experiment.ConfigError(
         f'--config.batch_size={config.batch_size}: larger than the {len(data.train_indices)} '
         'training examples')
+  shards = experiment.data_shards(config)
   bounds = experiment.phase_boundaries(config)
   total_epochs = bounds[-1][1]
 
@@ -196,6 +199,10 @@ def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress,
     state, _, _ = checkpoints.restore(template, latest)
     phase = _enter_phase(config, progress['phase'], model, task, preprocess, data)
     step = int(progress['step'])
+    if progress.get('data_shards', 1) != shards:
+      logging.warning('the run saved in %s read its data in %s shard(s), this one reads it in '
+                      '%d: the data order differs from here on (--config.data_shards keeps '
+                      'it)', workdir, progress.get('data_shards', 1), shards)
     logging.info('resuming from step %d (epoch %d) in %s', step, step // steps_per_epoch,
                  checkpoints.directory)
   # The latest and the best keep_best, plus one being written.
@@ -215,7 +222,7 @@ def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress,
           tx=phase.tx, opt_state=phase.tx.init(host_state.params)))
       logging.info('phase %d (%s) from epoch %d', index + 1, config.phases[index].name, epoch)
     order = pipeline.train_order(data.train_indices, config.batch_size, epoch=epoch,
-                                 seed=config.seed)[:steps_per_epoch]
+                                 seed=config.seed, num_shards=shards)
     offset = step - epoch * steps_per_epoch
     metrics = phase.parallel.replicate(task.empty_metrics())
     start = time.perf_counter()
@@ -236,7 +243,8 @@ def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress,
         nonfinite = _nonfinite_check(config, phase.parallel, state, data, steps_per_epoch,
                                      checkpoints, nonfinite)
         checkpoints.save(step, phase.parallel.fetch(state), config=description,
-                         progress={'epoch': epoch, 'step': step, 'phase': index})
+                         progress={'epoch': epoch, 'step': step, 'phase': index,
+                                   'data_shards': shards})
         if preemption.requested:
           bar.close()
           checkpoints.close()
@@ -249,9 +257,8 @@ def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress,
     bar.close()
     validation_metrics = evaluate_lib.evaluate(
         phase.parallel, state, task,
-        phase.validation_feed.batches(pipeline.eval_order(len(data.validation),
-                                                          config.eval_batch_size),
-                                      pad_to=config.eval_batch_size),
+        phase.validation_feed.batches(pipeline.eval_order(
+            len(data.validation), config.eval_batch_size, shards)),
         data=phase.validation_feed.data)
     record = {'epoch': epoch, 'step': step, 'phase': config.phases[index].name,
               'train': train_metrics, 'validation': validation_metrics, 'seconds': seconds,
@@ -261,7 +268,7 @@ def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress,
     writer.write(record)
     logging.info('%s', summary_line(epoch, total_epochs, record))
     host_state = phase.parallel.fetch(state)
-    progress = {'epoch': epoch + 1, 'step': step, 'phase': index}
+    progress = {'epoch': epoch + 1, 'step': step, 'phase': index, 'data_shards': shards}
     checkpoints.save(step, host_state, config=description, progress=progress,
                      metrics=validation_metrics)
     if epoch + 1 == bounds[index][1]:  # each phase's final weights are kept for good
@@ -300,15 +307,18 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', data_dir: str | None 
     raise experiment.ConfigError(f'--parallel={parallel}: runs in one process only; with '
                                  f'{jax.process_count()} processes use --parallel=jit')
   parallel = make_parallel(parallel, run.model, run.task, preprocess=preprocess)
-  # Any device count: round the batch up to a multiple of it.
+  # Any device and process count: one data shard per process (whatever the run trained
+  # with), the batch rounded up to a multiple of the devices and the shards.
+  shards = jax.process_count()
   size = batch_size or config.eval_batch_size
-  size = -(-size // parallel.num_devices) * parallel.num_devices
+  size = -(-size // math.lcm(parallel.num_devices, shards)) * math.lcm(parallel.num_devices,
+                                                                        shards)
   feed = pipeline.InputPipeline(arrays[split], parallel, placement=config.data_placement)
   state = parallel.replicate(run.state)
-  metrics = evaluate_lib.evaluate(
-      parallel, state, run.task,
-      feed.batches(pipeline.eval_order(len(arrays[split]), size), pad_to=size), data=feed.data)
-  logits = inference.predict_split(parallel, state, feed, size)  # in every process
+  order = pipeline.eval_order(len(arrays[split]), size, shards)
+  metrics = evaluate_lib.evaluate(parallel, state, run.task, feed.batches(order),
+                                  data=feed.data)
+  logits = inference.predict_split(parallel, state, feed, order)  # in every process
   if not multihost.is_primary():
     return metrics
   gradcam = (inference.gradcam_samples(run, arrays[split])
