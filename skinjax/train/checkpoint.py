@@ -105,8 +105,8 @@ class Checkpointer:
     return CheckpointWriteError(
         f'checkpoint step {step} could not be written in {self.directory} '
         f'({type(error).__name__}: {_short_cause(error)}); it will not be loaded, the '
-        f'last complete checkpoint is {last}: make room (or mend the disk) and run the same '
-        'command to resume')
+        f'last complete checkpoint is {last}; once the cause is mended (a full disk: make '
+        'room), the same command resumes')
 
   def _finish_in_flight(self):
     """Waits for the write in flight; its failure becomes a CheckpointWriteError."""

@@ -273,6 +273,9 @@ def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress,
                      metrics=validation_metrics)
     if epoch + 1 == bounds[index][1]:  # each phase's final weights are kept for good
       phase_dir = os.path.join(workdir, 'phases', config.phases[index].name)
+      # Two managers saving at once across processes would meet in orbax's barriers
+      # (same names; the coordination service refuses the second): one at a time.
+      checkpoints.wait()
       phase_checkpoints = Checkpointer(phase_dir, keep_best=0)
       phase_checkpoints.save(step, host_state, config=description, progress=progress)
       phase_checkpoints.close()
