@@ -31,7 +31,7 @@ flags.DEFINE_string('manual_dir', '../shared/data/HAM10000', 'The HAM10000 downl
 flags.DEFINE_string('data_dir', None, 'TFDS data dir (default: a fresh temporary one, so '
                     'the build is timed).')
 flags.DEFINE_integer('batch_size', 64, 'Global batch size.')
-flags.DEFINE_integer('window_steps', 50, 'Untimed warm-up steps after the first.')
+flags.DEFINE_integer('warmup', 50, 'Untimed warm-up steps after the first.')
 flags.DEFINE_float('min_window_s', 2.0, 'Shortest timed window, in seconds.')
 flags.DEFINE_integer('windows', 5, 'Timed windows per placement.')
 flags.DEFINE_enum('parallel', 'jit', parallel_lib.PARALLEL_MODES, 'Data-parallel wrapper.')
@@ -58,7 +58,7 @@ def images_per_second(placement, train, indices):
     return carry['metrics']
 
   timing = protocol.time_steps(step, jax.block_until_ready, FLAGS.batch_size,
-                               windows=FLAGS.windows, warmup=FLAGS.window_steps,
+                               windows=FLAGS.windows, warmup=FLAGS.warmup,
                                min_window_s=FLAGS.min_window_s)
   return timing.images_per_s, timing.window_images_per_s
 

@@ -176,7 +176,7 @@ def measure(mode: str):
                                min_window_s=FLAGS.min_window_s)
   device = devices[0]
   return {
-      'framework': 'skinjax', 'variant': f'{FLAGS.parallel}',
+      'framework': 'skinjax', 'variant': FLAGS.parallel,
       'model': FLAGS.model, 'image_size': size, 'batch_size': batch_size, 'mode': mode,
       'dtype': FLAGS.dtype, 'parallel': FLAGS.parallel, 'devices': FLAGS.devices,
       'data': FLAGS.data, 'images_per_s': timing.images_per_s, 'step_s': timing.step_s,
@@ -186,7 +186,7 @@ def measure(mode: str):
       'peak_bytes': _peak_bytes(devices), 'flops_per_image': flops,
       'platform': device.platform, 'device_kind': device.device_kind,
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
-      'depthwise': FLAGS.depthwise or ('shifted' if device.platform == 'cpu' else 'conv'),
+      'depthwise': FLAGS.depthwise or depthwise.auto_implementation(device.platform),
       'versions': {'jax': jax.__version__, 'python': platform.python_version()},
   }
 

@@ -15,11 +15,10 @@ PARALLEL = ('pmap', 'jit')
 # resident on the devices or streamed from the host.
 DATA = ('step', 'device', 'stream')
 
-# XLA:CPU hands convolutions to YNNPACK by default; for these models' training steps its
-# kernels (weight gradients above all) ran slower than XLA's Eigen convolutions on 2 cores,
-# back to back: B3 @224 batch 8 2.5 vs 4.5 images/s, DeepConvNet @28 batch 64 about 1,000
-# vs 1,300-1,500. The CPU preset runs with them off, and keeps one row with XLA's
-# defaults to show the difference.
+# XLA:CPU hands convolutions to YNNPACK by default; for B3's training step its kernels ran
+# slower than XLA's Eigen convolutions on 2 cores (results/amd-epyc-2-cores.md: B3 @224
+# batch 8, 5.5 images/s with them off, 2.4 with XLA's defaults). The CPU preset runs with
+# them off, and keeps that one row with XLA's defaults to show the difference.
 CPU_XLA_FLAGS = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
 
 
@@ -82,8 +81,9 @@ def _cpu_preset():
       RowConfig('deepconvnet', 28, 64, ('train',), data='device'),
       RowConfig('deepconvnet', 28, 64, ('train',), data='stream'),
       RowConfig('deepconvnet', 28, 64, ('train',), parallel='pmap', devices=2),
-      # The paper's U-Net takes 11 s a step here at batch 2 (216 GFLOP an image); the
-      # same graph at a quarter of the width keeps the suite within minutes.
+      # The paper's U-Net took 9.6 s a step at batch 2 on 2 CPU cores (216 GFLOP an
+      # image; skinjax_step.py --model=unet --image_size=224 --batch_size=2); the same
+      # graph at a quarter of the width keeps the suite within minutes.
       RowConfig('unet_small', 224, 2, ('train',)),
       RowConfig(b3, 224, 8, ('train',)),
       RowConfig(b3, 300, 8, ('train',)),

@@ -48,8 +48,8 @@ flags.DEFINE_list('baselines', ['keras', 'timm'], 'Baselines to run: keras, timm
 flags.DEFINE_enum('keras_jit_compile', 'auto', ['auto', 'true', 'false'],
                   'XLA for Keras (auto: off on the CPU, Keras default elsewhere).')
 flags.DEFINE_enum('timm_compile', 'auto', ['auto', 'true', 'false'],
-                  'Add a torch.compile row to each timm baseline (auto: on a GPU only; on 2 '
-                  'CPU cores compiling B3 training took 188 s and ran slower than eager).')
+                  'Add a torch.compile row to each timm baseline (auto: on a GPU only, '
+                  'where compiling pays for itself; true adds it on the CPU too).')
 flags.DEFINE_bool('depthwise_bench', True, 'Run the depthwise microbenchmark.')
 flags.DEFINE_integer('depthwise_image_size', None,
                      'B3 input side for the depthwise layers (default 300; 32 for --preset=tiny).')

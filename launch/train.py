@@ -32,8 +32,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
   config = common_flags.apply_to(CONFIG.value)
   try:
-    experiment.check(config, num_devices=jax.device_count(),  # the trainer probes workdir
-                     workdir=common_flags.WORKDIR.value if jax.process_index() == 0 else None)
+    # The trainer checks the config (and the workdir) before it builds anything.
     metrics = trainer.train_and_evaluate(config, common_flags.WORKDIR.value,
                                          data_dir=common_flags.data_dir(),
                                          manual_dir=common_flags.MANUAL_DIR.value)

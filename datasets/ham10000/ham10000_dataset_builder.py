@@ -229,12 +229,9 @@ class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
       image_id = row['image_id']
       index = next(index for index in images if image_id in index)
       data, name = index.read(image_id)
-      image = image_files.open_image(data, name)
-      if image.format != 'JPEG' or image.mode != 'RGB':
-        # A PNG or BMP named .jpg, or a grayscale or CMYK JPEG: stored as an RGB JPEG.
-        data = image_files.read_rgb(data, name)
+      stored, size = image_files.as_rgb_jpeg(data, name)
       features = {
-          'image': data,
+          'image': stored,
           'label': row['dx'],
           'image_id': image_id,
           'lesion_id': row['lesion_id'],
@@ -246,7 +243,7 @@ class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
       if masks is not None:
         mask_data, mask_name = masks.read(image_id)
         # Masks come at the original 600x450; a downscaled copy of the images is fine.
-        mask = image_files.read_mask(mask_data, mask_name, size=image.size, rescale=True)
+        mask = image_files.read_mask(mask_data, mask_name, size=size, rescale=True)
         features['mask'] = image_files.encode_png(mask)
       return image_id, features
 

@@ -142,13 +142,9 @@ class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
 
     def example(record):
       path, image_id = record['path'], record['image_id']
-      data = image_files.read_bytes(path)
-      image = image_files.open_image(data, os.fspath(path))
-      if image.format != 'JPEG' or image.mode != 'RGB':
-        # A PNG or BMP named .jpg, or a grayscale or CMYK JPEG: stored as an RGB JPEG.
-        data = image_files.read_rgb(data, os.fspath(path))
+      stored, _ = image_files.as_rgb_jpeg(image_files.read_bytes(path), os.fspath(path))
       return f'{record["source"]}/{image_id}', {
-          'image': data,
+          'image': stored,
           'label': label_of[record['diagnosis']],
           'diagnosis': record['diagnosis'],
           'image_id': image_id,

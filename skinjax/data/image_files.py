@@ -121,6 +121,18 @@ def read_rgb(source, name: str | None = None, *, max_side: int | None = None) ->
   return np.asarray(image)
 
 
+def as_rgb_jpeg(data: bytes, name: str):
+  """(stored, (width, height)): what an image feature stored as JPEG should get from file
+  `data`, and the image's size. stored is the bytes themselves when they are an RGB JPEG,
+  else the decoded uint8[H, W, 3] pixels (a PNG named .jpg, a grayscale or CMYK JPEG),
+  which the feature encodes as JPEG. The file is decoded fully either way, so damage is
+  found here (DatasetFileError naming `name`)."""
+  image = open_image(data, name)
+  if image.format == 'JPEG' and image.mode == 'RGB':
+    return data, image.size
+  return np.asarray(_convert(image, 'RGB', name)), image.size
+
+
 def read_mask(source, name: str | None = None, *, size: tuple[int, int] | None = None,
               rescale: bool = False) -> np.ndarray:
   """uint8[H, W, 1] in {0, 1} from a lesion mask of any bit depth (1-bit, palette, 8-bit,

@@ -137,14 +137,14 @@ def train_and_evaluate(config, workdir: str, *, data_dir: str, manual_dir: str |
                                show_progress=show_progress, preemption=preemption)
 
 
-def _check_processes(config):
+def _check_processes(parallel: str, data_placement: str):
   """Refuses what several processes cannot do, before anything is built."""
   if jax.process_count() == 1:
     return
-  if config.parallel != 'jit':
-    raise experiment.ConfigError(f'--parallel={config.parallel}: runs in one process only; '
+  if parallel != 'jit':
+    raise experiment.ConfigError(f'--parallel={parallel}: runs in one process only; '
                                  f'with {jax.process_count()} processes use --parallel=jit')
-  if config.data_placement == 'device':
+  if data_placement == 'device':
     raise experiment.ConfigError('--config.data_placement=device: a run over several '
                                  'processes streams each process\'s rows; use auto or stream')
 
@@ -165,7 +165,7 @@ def _train_and_evaluate(config, workdir, *, data_dir, manual_dir, show_progress,
   # workdir (the others' probes of the same file would race it).
   experiment.check(config, workdir=workdir if multihost.is_primary() else None,
                    num_devices=jax.device_count())
-  _check_processes(config)
+  _check_processes(config.parallel, config.data_placement)
   data = _prepare_data(config, data_dir, manual_dir)
   classification = config.task == 'classification'
   num_classes = len(data.class_names) if classification else 1
@@ -299,23 +299,20 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', data_dir: str | None 
   """
   run = run_state.restore_run(workdir, step=step)
   config = run.config
+  parallel = parallel or config.parallel
+  _check_processes(parallel, config.data_placement)
   data = _prepare_data(config, data_dir or run.description['data_dir'], manual_dir)
   arrays = {'train': data.train, 'validation': data.validation, 'test': data.test}
   if split not in arrays:
     raise ValueError(f'--split={split!r}: expected one of {", ".join(arrays)}')
   norm = config.normalization
   preprocess = pipeline.Preprocess(mean=tuple(norm.mean), std=tuple(norm.std))
-  parallel = parallel or config.parallel
-  if jax.process_count() > 1 and parallel != 'jit':
-    raise experiment.ConfigError(f'--parallel={parallel}: runs in one process only; with '
-                                 f'{jax.process_count()} processes use --parallel=jit')
   parallel = make_parallel(parallel, run.model, run.task, preprocess=preprocess)
   # Any device and process count: one data shard per process (whatever the run trained
   # with), the batch rounded up to a multiple of the devices and the shards.
   shards = jax.process_count()
-  size = batch_size or config.eval_batch_size
-  size = -(-size // math.lcm(parallel.num_devices, shards)) * math.lcm(parallel.num_devices,
-                                                                        shards)
+  multiple = math.lcm(parallel.num_devices, shards)
+  size = -(-(batch_size or config.eval_batch_size) // multiple) * multiple
   feed = pipeline.InputPipeline(arrays[split], parallel, placement=config.data_placement)
   state = parallel.replicate(run.state)
   order = pipeline.eval_order(len(arrays[split]), size, shards)
