@@ -18,8 +18,9 @@ setup: $(STAMP)
 demo: setup
 	$(PY) launch/demo.py --workdir=runs/demo
 
-# Two workers, each taking whole test files (a file's fixtures are built once); on the
-# 2-core CI machine this took 551 s against 671 s in one process. TEST_WORKERS=0: one.
+# Two workers, each taking whole test files (a file's fixtures are built once). On the
+# 2-core CI machine, at 0efe4ca, back to back: 429 s with two workers, 743 s in one process.
+# TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
