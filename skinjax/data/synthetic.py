@@ -12,6 +12,8 @@ download's layout, so the real TFDS builders read them as they read a user's dow
 
 import csv
 import dataclasses
+import io
+import json
 import os
 from pathlib import Path
 
@@ -226,22 +228,136 @@ def _mkdir(path: Path) -> Path:
   return path
 
 
+# The ISIC9 folder each HAM10000 diagnosis is filed under (for planted cross-dataset copies).
+ISIC9_FOLDER_OF_HAM10000 = {
+    'akiec': 'actinic keratosis', 'bcc': 'basal cell carcinoma',
+    'bkl': 'pigmented benign keratosis', 'df': 'dermatofibroma', 'mel': 'melanoma',
+    'nv': 'nevus', 'vasc': 'vascular lesion'}
+PLANTED = 'planted.json'  # beside the layout's own folder: what write_isic9 planted
+
+
+def altered_copy(image: np.ndarray, rng, *, size: tuple[int, int] | None = None,
+                 max_crop: float = 0.10, quality: int = 60) -> bytes:
+  """JPEG bytes of a near-duplicate of uint8[H, W, 3] `image`: each side cropped by up to
+  max_crop of the image, brightness and contrast changed by up to 15%, resized to `size`
+  (width, height; default: the image's own size, so a crop is stretched back) and saved
+  at JPEG `quality`."""
+  height, width = image.shape[:2]
+  left, top, right, bottom = rng.uniform(0, max_crop, 4)
+  picture = Image.fromarray(image).crop((
+      round(left * width), round(top * height), width - round(right * width),
+      height - round(bottom * height)))
+  picture = picture.resize(size or (width, height), Image.BILINEAR)
+  pixels = np.asarray(picture, np.float32)
+  mean = pixels.mean()
+  pixels = (pixels - mean) * rng.uniform(0.85, 1.15) + mean * rng.uniform(0.85, 1.15)
+  buffer = io.BytesIO()
+  Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format='JPEG',
+                                                                 quality=quality)
+  return buffer.getvalue()
+
+
 def write_isic9(root, *, train_per_class=10, test_per_class=2, image_size=(180, 180),
-                seed=2) -> Path:
-  """The Kaggle 9-class ISIC layout: {Train,Test}/<class name with spaces>/ISIC_*.jpg."""
+                seed=2, copies_in_two_classes=0, copies_across_splits=0, renamed_copies=0,
+                near_copies=0, ham10000=None, ham10000_copies=0) -> Path:
+  """The Kaggle 9-class ISIC layout: {Train,Test}/<class name with spaces>/ISIC_*.jpg.
+
+  The Kaggle set's faults can be planted (each a count; 0 plants none, and the layout is
+  then what it always was):
+  - copies_in_two_classes: Train images copied byte for byte, same file name, into the
+    next class folder of Train (a label conflict);
+  - copies_across_splits: Train images copied byte for byte, same name, into Test/ under
+    their class (a split leak);
+  - renamed_copies: Train images copied byte for byte beside themselves as
+    `ISIC_xxxxxxx(1).jpg`;
+  - near_copies: `altered_copy`s (cropped, re-lit, JPEG quality 60) under a new image id,
+    same class, alternately in Test/ and Train/;
+  - ham10000, ham10000_copies: images of the HAM10000 layout at `ham10000` squashed to
+    image_size and re-encoded (as the shared ISIC9 copy's are), keeping their image ids,
+    filed under the class of their diagnosis, alternately in Train/ and Test/.
+  What was planted is listed in `<root>/planted.json` (outside the Kaggle folder, which the
+  builder reads): rows of kind, copy (path under the Kaggle folder) and original (a path
+  there, or 'HAM10000/<image id>').
+  """
   root = Path(root)
   rng = np.random.default_rng(seed)
   base = root / ISIC9_ROOT
   width, height = image_size
   number = 1
+  written = {name: [] for name in ISIC9_CLASSES}  # class -> Train paths
   for diagnosis, appearance in ISIC9_CLASSES.items():
     for source, count in (('Train', train_per_class), ('Test', test_per_class)):
       for _ in range(count):
         image, _ = draw_lesion(rng, height, width, appearance,
                                LesionShape.random(rng, appearance))
-        _save(image, base / source / diagnosis / f'ISIC_{number:07d}.jpg', quality=92)
+        path = base / source / diagnosis / f'ISIC_{number:07d}.jpg'
+        _save(image, path, quality=92)
+        if source == 'Train':
+          written[diagnosis].append(path)
         number += 1
+  faults = (copies_in_two_classes, copies_across_splits, renamed_copies, near_copies,
+            ham10000_copies)
+  if any(faults):
+    _plant_isic9_faults(root, written, number, image_size, seed, *faults, ham10000)
   return root
+
+
+def _plant_isic9_faults(root, written, number, image_size, seed, two_classes, two_splits,
+                        renamed, near, ham_copies, ham10000):
+  """The faults of write_isic9, each planted on other Train images, drawn in turn from
+  the classes (a second generator: the layout itself is unchanged)."""
+  rng = np.random.default_rng([seed, 13])
+  base = root / ISIC9_ROOT
+  classes = list(ISIC9_CLASSES)
+  originals = [path for group in zip(*written.values()) for path in group]  # class by class
+  needed = two_classes + two_splits + renamed + near
+  if needed > len(originals):
+    raise ValueError(f'{needed} planted copies need as many Train images; there are '
+                     f'{len(originals)}')
+  planted = []
+
+  def plant(kind, original, copy, data=None):
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(original.read_bytes() if data is None else data)
+    planted.append({'kind': kind, 'copy': copy.relative_to(base).as_posix(),
+                    'original': (original.relative_to(base).as_posix()
+                                 if isinstance(original, Path) and original.is_relative_to(base)
+                                 else original)})
+
+  chosen = iter(originals)
+  for _ in range(two_classes):
+    original = next(chosen)
+    other = classes[(classes.index(original.parent.name) + 1) % len(classes)]
+    plant('two_classes', original, base / 'Train' / other / original.name)
+  for _ in range(two_splits):
+    original = next(chosen)
+    plant('two_splits', original, base / 'Test' / original.parent.name / original.name)
+  for _ in range(renamed):
+    original = next(chosen)
+    plant('renamed', original, original.with_name(f'{original.stem}(1).jpg'))
+  for k in range(near):
+    original = next(chosen)
+    source = 'Test' if k % 2 == 0 else 'Train'
+    image = np.asarray(Image.open(original).convert('RGB'))
+    copy = base / source / original.parent.name / f'ISIC_{number:07d}.jpg'
+    number += 1
+    plant('near', original, copy, altered_copy(image, rng))
+  if ham_copies:
+    if ham10000 is None:
+      raise ValueError('ham10000_copies needs ham10000, the HAM10000 layout to copy from')
+    rows = list(csv.DictReader(open(Path(ham10000) / 'HAM10000_metadata.csv')))
+    rows.sort(key=lambda row: row['image_id'])
+    if ham_copies > len(rows):
+      raise ValueError(f'{ham_copies} HAM10000 copies asked; the layout has {len(rows)}')
+    for k, row in enumerate(rows[:ham_copies]):
+      image_path = next(Path(ham10000).glob(f'HAM10000_images_part_*/{row["image_id"]}.jpg'))
+      picture = Image.open(image_path).convert('RGB').resize(image_size, Image.BILINEAR)
+      buffer = io.BytesIO()
+      picture.save(buffer, format='JPEG', quality=90)
+      source = 'Train' if k % 2 == 0 else 'Test'
+      copy = base / source / ISIC9_FOLDER_OF_HAM10000[row['dx']] / image_path.name
+      plant('ham10000', f'HAM10000/{row["image_id"]}', copy, buffer.getvalue())
+  (root / PLANTED).write_text(json.dumps(planted, indent=1) + '\n')
 
 
 def write_all(root, *, seed=0) -> dict[str, Path]:
