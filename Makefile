@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "skinjax needs Python 3.11+, found " + sys.version'
@@ -22,8 +22,14 @@ demo: setup
 # 2-core CI machine, at 0efe4ca, back to back: 429 s with two workers, 743 s in one process.
 # TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
+# lint-imports: the package floors of pyproject's [tool.importlinter] (ARCHITECTURE.md).
 test: setup
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The checks too slow for CI (the whole real datasets, native sizes); run before resolving.
+test-slow: setup
+	$(PY) -m pytest -m slow -s
 
 # The benchmark's own venv, inside .venv/ so git ignores it and `make clean` removes it:
 # torch and torchvision (several GB) are for the baselines only.

@@ -161,7 +161,9 @@ def measure(mode: str):
     return carry['metrics']
 
   def evaluate():
-    carry['metrics'] = parallel.eval_step(carry['state'], carry['metrics'], next(batches), data)
+    # The metrics and the per-example outputs of one pass, as an evaluation runs it.
+    carry['metrics'], _ = parallel.eval_step(carry['state'], carry['metrics'], next(batches),
+                                             data)
     return carry['metrics']
 
   compile_seconds = []

@@ -1,32 +1,19 @@
-"""Flags every launcher shares, and how they reach a run config.
+"""Flags every launcher shares: where the run and the data are, and several processes.
 
-A mistake in them ends the launcher with one line on stderr, before anything compiles.
+A run's own choices are config fields, set only as `--config.<field>` (launch/train.py);
+no flag here shadows one. A mistake ends the launcher with one line on stderr (`fail`).
 """
 
+import importlib.util
+import os
 import sys
 
 from absl import flags
-
-from skinjax.train import experiment
 
 WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, logs, report.')
 DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: TFDS\'s).')
 MANUAL_DIR = flags.DEFINE_string('manual_dir', None,
                                  'The dataset download, in its public layout.')
-PARALLEL = flags.DEFINE_enum('parallel', None, ['pmap', 'jit'],
-                             'Data-parallel wrapper (default: the config\'s).')
-DTYPE = flags.DEFINE_enum('dtype', None, list(experiment.DTYPES),
-                          'Compute dtype (default: the config\'s).')
-SEED = flags.DEFINE_integer('seed', None, 'Seed (default: the config\'s).')
-SKIP_NONFINITE = flags.DEFINE_bool(
-    'skip_nonfinite', None, 'Skip (and count) updates whose loss or gradient is not finite '
-    'instead of stopping the run (default: the config\'s, which stops).')
-SPLIT_PROTOCOL = flags.DEFINE_enum('split_protocol', None, list(experiment.SPLIT_PROTOCOLS),
-                                   'HAM10000: lesion-grouped split (default) or paper 1\'s.')
-SKIP_CORRUPT = flags.DEFINE_bool(
-    'skip_corrupt', None, 'When building the dataset, leave out damaged files (logged, and '
-    'counted in the dataset info\'s metadata) instead of stopping at the first; the run\'s '
-    'config keeps it, so evaluation accepts the same dataset.')
 
 # Several processes (skinjax.train.multihost). --multihost alone lets JAX find the rest
 # (SLURM, Open MPI, Kubernetes, Cloud TPU, JAX_COORDINATOR_ADDRESS and friends).
@@ -50,17 +37,6 @@ def initialize_processes():
                        num_processes=NUM_PROCESSES.value, process_id=PROCESS_ID.value)
 
 
-def apply_to(config):
-  """Writes the flags that were given into `config`."""
-  with config.unlocked():
-    for flag, key in ((PARALLEL, 'parallel'), (DTYPE, 'dtype'), (SEED, 'seed'),
-                      (SPLIT_PROTOCOL, 'split_protocol'), (SKIP_NONFINITE, 'skip_nonfinite'),
-                      (SKIP_CORRUPT, 'skip_corrupt')):
-      if flag.value is not None:
-        config[key] = flag.value
-  return config
-
-
 def data_dir() -> str:
   if DATA_DIR.value:
     return DATA_DIR.value
@@ -74,10 +50,14 @@ def fail(message: str):
   sys.exit(2)
 
 
+def quiet_orbax():
+  """Orbax logs every step of every save at INFO."""
+  from absl import logging
+  logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
+
+
 def load_config(name: str):
-  """The get_config() of launch/configs/<name>.py."""
-  import importlib.util
-  import os
+  """The get_config() ConfigDict of launch/configs/<name>.py."""
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', f'{name}.py')
   spec = importlib.util.spec_from_file_location(f'skinjax_config_{name}', path)
   module = importlib.util.module_from_spec(spec)

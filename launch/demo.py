@@ -1,5 +1,5 @@
 r"""The README's main job: build the datasets, train DeepConvNet and a U-Net briefly with
-paper 1's configs, evaluate them on the test splits and write their reports.
+paper 1's configs, score them on the test splits and write their reports.
 
 Without --manual_dir it writes synthetic HAM10000 and PH2 layouts (procedurally drawn
 lesions with exact masks) and builds them with the real TFDS builders; with --manual_dir
@@ -13,11 +13,14 @@ import os
 import time
 
 from absl import app, flags, logging
+import jax
 import tensorflow_datasets as tfds
 
 import common_flags
 from skinjax.data import synthetic
-from skinjax.train import experiment, trainer
+from skinjax.evaluation.evaluate import evaluate_workdir
+from skinjax.train import trainer
+from skinjax.train.spec import ConfigError, RunSpec, check_layout
 
 flags.DEFINE_integer('classifier_epochs', 3, 'DeepConvNet epochs (paper 1: 20).')
 flags.DEFINE_integer('segmenter_epochs', 4, 'U-Net epochs (paper 1: 100).')
@@ -47,42 +50,49 @@ def manual_dirs(workdir: str) -> dict:
   return found
 
 
-def configs():
-  classifier = common_flags.apply_to(common_flags.load_config('deepconvnet_ham10000'))
-  segmenter = common_flags.apply_to(common_flags.load_config('unet_ph2'))
-  with classifier.unlocked(), segmenter.unlocked():
-    classifier.phases[0].epochs = FLAGS.classifier_epochs
-    segmenter.phases[0].epochs = FLAGS.segmenter_epochs
-    segmenter.model = FLAGS.segmenter
-    segmenter.image_size = FLAGS.segmentation_size
-    for config in (classifier, segmenter):
-      config.batch_size = config.eval_batch_size = FLAGS.batch_size
-  return classifier, segmenter
+def specs() -> dict[str, RunSpec]:
+  """Paper 1's two configs, shortened for a first run."""
+  classifier = RunSpec.from_config(common_flags.load_config('deepconvnet_ham10000'))
+  segmenter = RunSpec.from_config(common_flags.load_config('unet_ph2'))
+  return {
+      'deepconvnet': classifier.replace(
+          phases=(classifier.phases[0].replace(epochs=FLAGS.classifier_epochs),),
+          batch_size=FLAGS.batch_size, eval_batch_size=FLAGS.batch_size),
+      'unet': segmenter.replace(
+          phases=(segmenter.phases[0].replace(epochs=FLAGS.segmenter_epochs),),
+          model=FLAGS.segmenter, image_size=FLAGS.segmentation_size,
+          batch_size=FLAGS.batch_size, eval_batch_size=FLAGS.batch_size),
+  }
 
 
 def main(argv):
   if len(argv) > 1:
     common_flags.fail(f'unexpected arguments {argv[1:]}')
-  logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
+  common_flags.quiet_orbax()
   tfds.disable_progress_bar()
   workdir = common_flags.WORKDIR.value or 'runs/demo'
-  classifier, segmenter = configs()
-  runs = {'deepconvnet': (classifier, 'ham10000'), 'unet': (segmenter, 'ph2')}
-  try:
-    for name, (config, _) in runs.items():
-      experiment.check(config, workdir=os.path.join(workdir, name))
-  except experiment.ConfigError as error:
+  try:  # both runs checked before either is built
+    runs = specs()
+    for spec in runs.values():
+      check_layout(spec, num_devices=jax.device_count(), process_count=jax.process_count())
+  except ConfigError as error:
     common_flags.fail(str(error))
   sources = manual_dirs(workdir)
   data_dir = common_flags.DATA_DIR.value or os.path.join(workdir, 'tfds')
   start = time.perf_counter()
-  for name, (config, dataset) in runs.items():
-    metrics = trainer.train_and_evaluate(config, os.path.join(workdir, name), data_dir=data_dir,
-                                         manual_dir=sources[dataset])
-    keys = ('accuracy', 'balanced_accuracy', 'f1_macro') if config.task == 'classification' \
+  for name, spec in runs.items():
+    run_dir = os.path.join(workdir, name)
+    try:
+      result = trainer.train(spec, run_dir, data_dir=data_dir,
+                             manual_dir=sources[spec.dataset])
+    except ConfigError as error:
+      common_flags.fail(str(error))
+    evaluation = evaluate_workdir(run_dir, split='test', history=result.history)
+    keys = ('accuracy', 'balanced_accuracy', 'f1_macro') if spec.task == 'classification' \
         else ('dice', 'iou', 'mean_iou')
-    print(f'{name} on {dataset}: test ' + ', '.join(f'{k} {metrics[k]:.3f}' for k in keys)
-          + f'; report in {os.path.join(workdir, name, "report", "test")}')
+    print(f'{name} on {spec.dataset}: test '
+          + ', '.join(f'{k} {evaluation.metrics[k]:.3f}' for k in keys)
+          + f'; report in {evaluation.report_dir}')
   print(f'demo done in {time.perf_counter() - start:.0f}s; reports under '
         f'{os.path.abspath(workdir)}/*/report/test/ (report.json and PNG figures)')
 

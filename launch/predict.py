@@ -7,7 +7,7 @@ diagnosis with two.
 Writes one JSON per image (and, for segmenters and diagnoses, an overlay PNG) to
 --output_dir. An image that cannot be read fails alone: its JSON holds the error and the
 others are still predicted. Any size and mode PIL reads is accepted; see
-skinjax/predictor.py for what happens to huge, 16-bit, grayscale and RGBA images.
+skinjax/evaluation/predict.py for what happens to huge, 16-bit, grayscale and RGBA images.
 """
 
 import json
@@ -21,10 +21,10 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from skinjax import predictor as predictor_lib  # noqa: E402
+import common_flags  # noqa: E402  (--workdir: a trained classifier or segmenter run)
 from skinjax.data.image_files import DatasetFileError  # noqa: E402
+from skinjax.evaluation import diagnose as diagnose_lib, predict as predict_lib  # noqa: E402
 
-WORKDIR = flags.DEFINE_string('workdir', None, 'A trained classifier or segmenter run.')
 SEGMENTER = flags.DEFINE_string('segmenter_workdir', None, 'A trained U-Net run (diagnosis).')
 CLASSIFIER = flags.DEFINE_string('classifier_workdir', None,
                                  'A trained classifier run (diagnosis).')
@@ -50,11 +50,6 @@ def overlay(image, mask, path, title, box=None):
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)
-
-
-def fail(message):
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
 
 
 def output_names(paths) -> list[str]:
@@ -83,34 +78,35 @@ def main(argv):
   images = argv[1:]
   pair = SEGMENTER.value or CLASSIFIER.value
   if not images:
-    fail('no image files given')
+    common_flags.fail('no image files given')
   if pair and not (SEGMENTER.value and CLASSIFIER.value):
-    fail('a diagnosis needs both --segmenter_workdir and --classifier_workdir')
-  if not pair and not WORKDIR.value:
-    fail('give --workdir, or --segmenter_workdir with --classifier_workdir')
-  logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
+    common_flags.fail('a diagnosis needs both --segmenter_workdir and --classifier_workdir')
+  if not pair and not common_flags.WORKDIR.value:
+    common_flags.fail('give --workdir, or --segmenter_workdir with --classifier_workdir')
+  common_flags.quiet_orbax()
   try:
     if pair:
-      segmenter = predictor_lib.Predictor(SEGMENTER.value)
-      classifier = predictor_lib.Predictor(CLASSIFIER.value)
+      segmenter = predict_lib.Predictor(SEGMENTER.value)
+      classifier = predict_lib.Predictor(CLASSIFIER.value)
       if segmenter.task != 'segmentation' or classifier.task != 'classification':
-        fail(f'--segmenter_workdir holds a {segmenter.task} run and --classifier_workdir a '
-             f'{classifier.task} run; expected segmentation and classification')
+        common_flags.fail(f'--segmenter_workdir holds a {segmenter.task} run and '
+                          f'--classifier_workdir a {classifier.task} run; expected '
+                          'segmentation and classification')
     else:
-      single = predictor_lib.Predictor(WORKDIR.value)
+      single = predict_lib.Predictor(common_flags.WORKDIR.value)
   except FileNotFoundError as error:
-    fail(str(error))
+    common_flags.fail(str(error))
   output_dir = OUTPUT_DIR.value or os.path.join(
-      CLASSIFIER.value if pair else WORKDIR.value, 'predictions')
+      CLASSIFIER.value if pair else common_flags.WORKDIR.value, 'predictions')
   os.makedirs(output_dir, exist_ok=True)
   failures = 0
   for path, name in zip(images, output_names(images)):
     result = {'image': os.path.abspath(path)}
     try:
-      image = predictor_lib.read_image(path)
+      image = predict_lib.read_image(path)
       result['analysed_size'] = [image.shape[1], image.shape[0]]  # width, height
       if pair:
-        diagnosis = predictor_lib.diagnose(image, segmenter, classifier, MARGIN.value)
+        diagnosis = diagnose_lib.diagnose(image, segmenter, classifier, MARGIN.value)
         result.update(diagnosis.to_json())
         result['overlay'] = os.path.join(output_dir, f'{name}_diagnosis.png')
         overlay(image, diagnosis.mask, result['overlay'],

@@ -5,6 +5,7 @@ accuracy; Jaccard loss, Dice and IoU; precision and recall), a grid of sample pr
 with confidences, segmentation overlays and Grad-CAM overlays.
 """
 
+import dataclasses
 import json
 import os
 
@@ -15,8 +16,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
-
-from skinjax.train.metric_writer import read_history  # noqa: E402
 
 
 def _save(figure, path):
@@ -134,61 +133,70 @@ def plot_gradcam_overlays(images, heatmaps, titles, path: str):
   return _save(figure, path)
 
 
-def _sigmoid(x):
-  return 1 / (1 + np.exp(-x))
+@dataclasses.dataclass
+class ReportData:
+  """What a report shows, handed over by the caller (skinjax.evaluation).
 
-
-def _softmax(x):
-  x = x - x.max(axis=-1, keepdims=True)
-  return np.exp(x) / np.exp(x).sum(axis=-1, keepdims=True)
-
-
-def write_report(directory: str, *, run, split: str, metrics: dict, arrays, logits: np.ndarray,
-                 workdir: str, gradcam=None) -> dict:
-  """Writes report.json, figures and (classification) classification_report.txt.
-
-  run: skinjax.train.run_state.RestoredRun; arrays: the split's SplitArrays; logits: the
-  model's outputs on them, in order. gradcam: optional (images, heatmaps, titles).
-  Returns the report dict.
+  header: report.json's identification: split, dataset, model, checkpoint step, and any
+    further facts (a class map, what was left out); `examples` is added here.
+  outputs: the task's per-example outputs (skinjax.train.tasks): 'predicted' and
+    'probabilities' for a classifier, 'mask' for a segmenter.
+  history: the run's epoch records (metrics.jsonl), for the training curves.
+  gradcam: (uint8 images, heatmaps float32[n, S, S], titles) or None.
   """
+
+  task: str
+  header: dict
+  metrics: dict
+  images: np.ndarray  # uint8[N, S, S, 3]
+  labels: np.ndarray  # int[N]
+  masks: np.ndarray | None  # uint8[N, S, S, 1] for segmentation
+  outputs: dict
+  class_names: tuple[str, ...] | None = None
+  history: list = dataclasses.field(default_factory=list)
+  gradcam: tuple | None = None
+
+
+def write_report(directory: str, data: ReportData) -> dict:
+  """Writes report.json, figures and (classification) classification_report.txt into
+  `directory`. Returns the report dict."""
   os.makedirs(directory, exist_ok=True)
-  task = run.description['task']
-  report = {'split': split, 'dataset': run.description['dataset_full_name'],
-            'model': run.description['model'], 'checkpoint_step': run.step,
-            'examples': int(len(arrays)), 'metrics': metrics, 'figures': {}}
+  report = {**data.header, 'examples': int(len(data.images)), 'metrics': data.metrics,
+            'figures': {}}
   figures = report['figures']
-  history = read_history(workdir)
-  if history:
+  if data.history:
     figures['training_curves'] = plot_training_curves(
-        history, task, os.path.join(directory, 'training_curves.png'))
-  if task == 'classification':
-    class_names = run.description['class_names']
-    report['class_names'] = list(class_names)
-    probabilities = _softmax(logits)
-    predicted = probabilities.argmax(axis=-1)
+        data.history, data.task, os.path.join(directory, 'training_curves.png'))
+  drawable = len(data.images) > 0  # an empty split: its metrics say so (count 0)
+  if drawable and data.task == 'classification':
+    class_names = list(data.class_names)
+    report['class_names'] = class_names
+    predicted = data.outputs['predicted']
     labels = np.arange(len(class_names))
     report['classification_report'] = skm.classification_report(
-        arrays.labels, predicted, labels=labels, target_names=class_names, zero_division=0,
+        data.labels, predicted, labels=labels, target_names=class_names, zero_division=0,
         output_dict=True)
-    text = skm.classification_report(arrays.labels, predicted, labels=labels,
+    text = skm.classification_report(data.labels, predicted, labels=labels,
                                      target_names=class_names, zero_division=0, digits=4)
     with open(os.path.join(directory, 'classification_report.txt'), 'w') as file:
       file.write(text)
-    confusion = skm.confusion_matrix(arrays.labels, predicted, labels=labels)
+    confusion = skm.confusion_matrix(data.labels, predicted, labels=labels)
     report['confusion_matrix'] = confusion.tolist()
     figures['confusion_matrix'] = plot_confusion_matrix(
         confusion, class_names, os.path.join(directory, 'confusion_matrix.png'),
-        f'{report["model"]} on {report["dataset"]} [{split}]')
+        f'{report.get("model")} on {report.get("dataset")} [{report.get("split")}]')
     figures['predictions'] = plot_prediction_grid(
-        arrays.images, arrays.labels, probabilities, class_names,
+        data.images, data.labels, data.outputs['probabilities'], class_names,
         os.path.join(directory, 'predictions.png'))
-  else:
-    predicted_masks = (_sigmoid(logits) > 0.5).astype(np.uint8)
+  elif drawable:
     figures['segmentation_overlays'] = plot_segmentation_overlays(
-        arrays.images, arrays.masks, predicted_masks,
+        data.images, data.masks, data.outputs['mask'],
         os.path.join(directory, 'segmentation_overlays.png'))
-  if gradcam is not None:
-    figures['gradcam'] = plot_gradcam_overlays(*gradcam, os.path.join(directory, 'gradcam.png'))
-  with open(os.path.join(directory, 'report.json'), 'w') as file:
+  if data.gradcam is not None and drawable:
+    figures['gradcam'] = plot_gradcam_overlays(*data.gradcam,
+                                               os.path.join(directory, 'gradcam.png'))
+  temporary = os.path.join(directory, 'report.json.tmp')
+  with open(temporary, 'w') as file:
     json.dump(report, file, indent=2)
+  os.replace(temporary, os.path.join(directory, 'report.json'))
   return report

@@ -3,7 +3,7 @@
 import pytest
 
 from skinjax.data import synthetic
-from training_runs import classifier_config, segmenter_config, train
+from training_runs import classifier_spec, segmenter_spec, train
 
 
 @pytest.fixture(scope='session')
@@ -21,11 +21,11 @@ def layouts(tmp_path_factory):
 def classifier_run(layouts, tmp_path_factory):
   """DeepConvNet trained 2 epochs with pmap on the 4 test devices: (workdir, test metrics)."""
   workdir = tmp_path_factory.mktemp('classifier')
-  return workdir, train(classifier_config(), workdir, layouts)
+  return workdir, train(classifier_spec(), workdir, layouts)
 
 
 @pytest.fixture(scope='session')
 def segmenter_run(layouts, tmp_path_factory):
   """The tiny U-Net trained 2 epochs: (workdir, test metrics)."""
   workdir = tmp_path_factory.mktemp('segmenter')
-  return workdir, train(segmenter_config(), workdir, layouts)
+  return workdir, train(segmenter_spec(), workdir, layouts)

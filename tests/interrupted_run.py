@@ -1,4 +1,4 @@
-"""Trains tests/training_runs.classifier_config() and sends itself a signal at one moment.
+"""Trains tests/training_runs.classifier_spec() and sends itself a signal at one moment.
 
   python interrupted_run.py WORKDIR DATA_DIR MANUAL_DIR SIGNAL MOMENT N
 
@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from skinjax.train import checkpoint, trainer  # noqa: E402
-from training_runs import classifier_config  # noqa: E402
+from training_runs import classifier_spec  # noqa: E402
 
 
 def main():
@@ -63,10 +63,10 @@ def main():
       return saved
 
     checkpoint.Checkpointer.save = save
-  config = classifier_config(epochs=2, checkpoint_every_steps=4)
+  spec = classifier_spec(epochs=2, checkpoint_every_steps=4)
   try:
-    trainer.train_and_evaluate(config, workdir, data_dir=data_dir, manual_dir=manual_dir,
-                               show_progress=False)
+    trainer.train(spec, workdir, data_dir=data_dir, manual_dir=manual_dir,
+                  show_progress=False)
   except trainer.Preempted as stopped:
     print(stopped, file=sys.stderr)
     sys.exit(143)

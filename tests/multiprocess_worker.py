@@ -2,9 +2,10 @@
 
   python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT DATA_DIR MANUAL_DIR
 
-Runs trainer.train_and_evaluate on the synthetic HAM10000 into OUT/workdir, then writes
-OUT/writes_<id>.json: the files this process opened for writing there, its test metrics,
-and the rows of each split whose images it gathered. The parent sets XLA_FLAGS (the devices per process) before this starts.
+Trains and scores the test split (training_runs.train) on the synthetic HAM10000 into
+OUT/workdir, then writes OUT/writes_<id>.json: the files this process opened for writing
+there, its test metrics, and the rows of each split whose images it gathered. The parent
+sets XLA_FLAGS (the devices per process) before this starts.
 """
 
 import json
@@ -15,8 +16,8 @@ import sys
 def run_config(**changes):
   """The classifier test config on jit, unbalanced: 3 steps an epoch, so that the
   comparison is not of 100 Adam steps' accumulated round-off."""
-  from training_runs import classifier_config
-  return classifier_config(parallel='jit', balance='none', **changes)
+  from training_runs import classifier_spec
+  return classifier_spec(parallel='jit', balance='none', **changes)
 
 
 def _record_reads(into: dict):

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from skinjax.explain.gradcam import gradcam, mark_gradcam_map
+from skinjax.explain.gradcam import gradcam
+from skinjax.models.gradcam_map import mark_gradcam_map
 from skinjax.models import create_model
 from skinjax.train.state import init_variables
 

@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 
 from skinjax.data import experiment_data, pipeline
-from skinjax.train import experiment, trainer
+from skinjax.evaluation.restore import restore_run
+from skinjax.train import build, trainer
 from skinjax.train.checkpoint import Checkpointer
-from skinjax.train.run_state import checkpoint_dir, restore_run
+from skinjax.train.spec import ConfigError
 from skinjax.train.tasks import ClassificationTask
-from training_runs import classifier_config, train
+from skinjax.train.workdir import checkpoint_dir
+from training_runs import classifier_spec, train
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'interrupted_run.py')
 
@@ -52,7 +54,7 @@ def test_a_sigkilled_run_resumes_from_its_last_complete_checkpoint(
   assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
   complete = Checkpointer(checkpoint_dir(str(workdir)), read_only=True).all_steps()
   assert complete, 'no checkpoint completed before the kill'
-  train(classifier_config(epochs=2, checkpoint_every_steps=4), workdir, layouts)
+  train(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
   assert_same_params(workdir, classifier_run[0])
 
 
@@ -67,7 +69,7 @@ def test_a_checkpoint_the_disk_refuses_is_named_never_loaded_and_the_run_resumes
                    r'\(.*File too large.*\); it will not be loaded, the last complete '
                    r'checkpoint is step 8', result.stderr), result.stderr[-2000:]
   assert Checkpointer(checkpoint_dir(str(workdir)), read_only=True).all_steps() == [4, 8]
-  train(classifier_config(epochs=2, checkpoint_every_steps=4), workdir, layouts)
+  train(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
   assert_same_params(workdir, classifier_run[0])
 
 
@@ -79,7 +81,7 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_the_run_resumes(classifier_run
   assert 'stopped by SIGTERM at step 7; checkpoint saved' in result.stderr
   checkpoints = Checkpointer(checkpoint_dir(str(workdir)), read_only=True)
   assert checkpoints.latest_step() == 7
-  train(classifier_config(epochs=2, checkpoint_every_steps=4), workdir, layouts)
+  train(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
   assert_same_params(workdir, classifier_run[0])
 
 
@@ -115,14 +117,14 @@ def poisoned_run(monkeypatch, layouts, config):
     return prepared
 
   monkeypatch.setattr(experiment_data, 'prepare', prepare)
-  monkeypatch.setattr(experiment, 'build_task',
-                      lambda config, num_classes: LossBlowsUpOnWhiteImages(num_classes))
+  monkeypatch.setattr(build, 'task',
+                      lambda spec, num_classes: LossBlowsUpOnWhiteImages(num_classes))
   return poisoned, step, data.train.image_ids[poisoned]
 
 
 def test_a_nonfinite_loss_stops_the_run_naming_step_and_batch_and_saves_nothing_after(
     layouts, tmp_path, monkeypatch):
-  config = classifier_config(epochs=2, augment='none', balance='none')
+  config = classifier_spec(epochs=2, augment='none', balance='none')
   poisoned, step, image_id = poisoned_run(monkeypatch, layouts, config)
   with pytest.raises(trainer.NonFiniteError, match=rf'^step {step} \(epoch 2\)') as error:
     train(config, tmp_path / 'run', layouts)
@@ -136,7 +138,7 @@ def test_a_nonfinite_loss_stops_the_run_naming_step_and_batch_and_saves_nothing_
 
 
 def test_skip_nonfinite_skips_and_counts_the_bad_update(layouts, tmp_path, monkeypatch):
-  config = classifier_config(epochs=2, augment='none', balance='none', skip_nonfinite=True)
+  config = classifier_spec(epochs=2, augment='none', balance='none', skip_nonfinite=True)
   poisoned_run(monkeypatch, layouts, config)
   metrics = train(config, tmp_path / 'run', layouts)
   history = [json.loads(line)
@@ -151,7 +153,7 @@ def test_a_disk_too_small_for_the_checkpoints_is_named_before_training(layouts, 
   real = trainer.shutil.disk_usage
   monkeypatch.setattr(trainer.shutil, 'disk_usage',
                       lambda path: real(path)._replace(free=100_000))
-  with pytest.raises(experiment.ConfigError,
+  with pytest.raises(ConfigError,
                      match=r'^--workdir: 0\.1 MiB free on the disk of .*checkpoints need about'):
-    train(classifier_config(epochs=1), tmp_path / 'run', layouts)
+    train(classifier_spec(epochs=1), tmp_path / 'run', layouts)
   assert not (tmp_path / 'run' / 'metrics.jsonl').exists()

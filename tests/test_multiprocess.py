@@ -19,7 +19,7 @@ import pytest
 import multiprocess_worker
 from training_runs import train
 from skinjax.train.metric_writer import read_history
-from skinjax.train.run_state import restore_run
+from skinjax.evaluation.restore import restore_run
 
 WORKER = Path(__file__).with_name('multiprocess_worker.py')
 REPO = WORKER.parents[1]
@@ -94,7 +94,7 @@ def test_a_two_process_run_checkpoints_what_a_one_process_run_does_and_only_proc
       assert {row % 2 for row in rows} == {process}, (name, process)
     if name != 'train':  # training drops a partial last batch
       assert read[0] | read[1] == set(range(size)), name
-  assert {'metrics.jsonl', 'config.json.tmp', 'report/test/report.json'} <= set(
+  assert {'metrics.jsonl', 'config.json.tmp', 'report/test/report.json.tmp'} <= set(
       writes[0]['writes'])
   assert writes[1]['writes'] == []
   report = json.loads((workdir / 'report' / 'test' / 'report.json').read_text())

@@ -9,8 +9,7 @@ from skinjax.augment import PAPER1_CLASSIFICATION
 from skinjax.data import arrays as arrays_lib, builders, pipeline, synthetic
 from skinjax.data.arrays import SplitArrays
 from skinjax.models import create_model
-from skinjax.train import loop
-from skinjax.train.evaluate import evaluate
+from skinjax.train import passes
 from skinjax.train.parallel import make_parallel
 from skinjax.train.state import create_train_state, keras_adam
 from skinjax.train.tasks import ClassificationTask
@@ -126,11 +125,9 @@ def train_with(placement, mode='jit'):
   state = parallel.replicate(create_train_state(jax.random.key(0), model, (1, 28, 28, 3),
                                                 keras_adam(1e-3)))
   order = pipeline.train_order(np.arange(len(data)), 16, epoch=0, seed=0)
-  state, metrics = loop.fit(parallel, state, task, train.batches(order), jax.random.key(1),
-                            train.data, placed=True)
+  state, metrics, _ = passes.train_epoch(parallel, train, state, order, jax.random.key(1))
   # The first 54 examples: 3 full batches and a padded one of 6.
-  result = evaluate(parallel, state, task, train.batches(pipeline.eval_order(54, 16)),
-                    data=train.data)
+  result, _ = passes.eval_pass(parallel, state, train, pipeline.eval_order(54, 16))
   return parallel.fetch(state), metrics, result
 
 

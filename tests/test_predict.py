@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinjax import predictor
+from skinjax.evaluation import diagnose, predict as predict_lib
 from skinjax.data import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,10 +83,10 @@ def test_diagnosis_segments_crops_and_classifies(classifier_run, segmenter_run, 
 
 def test_the_diagnosis_classifies_the_crop_of_the_lesion_box(classifier_run, segmenter_run,
                                                              user_images):
-  segmenter = predictor.Predictor(str(segmenter_run[0]))
-  classifier = predictor.Predictor(str(classifier_run[0]))
+  segmenter = predict_lib.Predictor(str(segmenter_run[0]))
+  classifier = predict_lib.Predictor(str(classifier_run[0]))
   image = np.asarray(Image.open(user_images[0]).convert('RGB'))
-  diagnosis = predictor.diagnose(image, segmenter, classifier, margin=0.1)
+  diagnosis = diagnose.diagnose(image, segmenter, classifier, margin=0.1)
   box = diagnosis.box or (0, 0, 120, 160)
   expected = classifier.probabilities(image[box[0]:box[2], box[1]:box[3]])
   assert diagnosis.probabilities == pytest.approx(expected)
@@ -95,5 +95,5 @@ def test_the_diagnosis_classifies_the_crop_of_the_lesion_box(classifier_run, seg
 def test_lesion_box_grows_by_the_margin_and_stays_inside_the_image():
   mask = np.zeros((100, 200), bool)
   mask[40:60, 10:110] = True  # 20 rows, 100 columns
-  assert predictor.lesion_box(mask, 0.1) == (38, 0, 62, 120)
-  assert predictor.lesion_box(np.zeros((5, 5), bool), 0.1) is None
+  assert diagnose.lesion_box(mask, 0.1) == (38, 0, 62, 120)
+  assert diagnose.lesion_box(np.zeros((5, 5), bool), 0.1) is None

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from skinjax import predictor
+from skinjax.evaluation import predict as predictor
 from skinjax.data import image_files, synthetic
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,11 +14,12 @@ import pytest
 import tensorflow_datasets as tfds
 
 from skinjax.data import synthetic
-from training_runs import classifier_config, train
-from skinjax.train import experiment, trainer
+from skinjax.evaluation.restore import restore_run
 from skinjax.train.checkpoint import CheckpointMismatchError
 from skinjax.train.metric_writer import read_history
-from skinjax.train.run_state import restore_run
+from skinjax.train.spec import ConfigError, RunSpec, check_layout
+from skinjax.train.workdir import check_writable
+from training_runs import classifier_spec, train
 
 REPO = Path(__file__).resolve().parents[1]
 tfds.disable_progress_bar()
@@ -55,8 +56,8 @@ def test_a_run_stopped_after_epoch_2_and_resumed_ends_where_an_uninterrupted_run
     classifier_run, layouts, tmp_path):
   # classifier_run stopped after its 2 epochs; a copy of it goes on to 3.
   shutil.copytree(classifier_run[0], tmp_path / 'resumed')
-  train(classifier_config(epochs=3), tmp_path / 'resumed', layouts)  # same workdir: resumes
-  train(classifier_config(epochs=3), tmp_path / 'straight', layouts)
+  train(classifier_spec(epochs=3), tmp_path / 'resumed', layouts)  # same workdir: resumes
+  train(classifier_spec(epochs=3), tmp_path / 'straight', layouts)
   assert_same_params(tmp_path / 'resumed', tmp_path / 'straight')
   assert [r['epoch'] for r in read_history(str(tmp_path / 'resumed'))] == [0, 1, 2]
 
@@ -64,8 +65,8 @@ def test_a_run_stopped_after_epoch_2_and_resumed_ends_where_an_uninterrupted_run
 RESUME_WITH_JIT = """
 import logging, sys
 logging.basicConfig(level=logging.INFO)
-from training_runs import classifier_config, train
-train(classifier_config(epochs=2, augment='none', balance='none', parallel='jit'),
+from training_runs import classifier_spec, train
+train(classifier_spec(epochs=2, augment='none', balance='none', parallel='jit'),
       sys.argv[1], {'data_dir': sys.argv[2], 'ham10000': sys.argv[3]})
 """
 
@@ -75,11 +76,9 @@ def test_a_pmap_run_on_4_devices_resumes_with_jit_on_2(layouts, tmp_path):
   # this run has none; unbalanced, an epoch is 3 steps, so that Adam does not amplify
   # round-off into the comparison. One epoch with pmap on 4 devices, then the second on
   # 4 devices with pmap and on 2 with jit: the same parameters, to float32 round-off.
-  config = classifier_config(epochs=1, augment='none', balance='none')
-  train(config, tmp_path / 'pmap4', layouts)
+  train(classifier_spec(epochs=1, augment='none', balance='none'), tmp_path / 'pmap4', layouts)
   shutil.copytree(tmp_path / 'pmap4', tmp_path / 'jit2')
-  config.phases[0].epochs = 2
-  train(config, tmp_path / 'pmap4', layouts)
+  train(classifier_spec(epochs=2, augment='none', balance='none'), tmp_path / 'pmap4', layouts)
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
              PYTHONPATH=os.pathsep.join([str(REPO / 'tests'), str(REPO)]))
   env.pop('JAX_COMPILATION_CACHE_DIR', None)  # programs of another device assignment
@@ -98,7 +97,7 @@ def test_a_checkpoint_of_another_resolution_is_refused_with_both_descriptions(
   with pytest.raises(CheckpointMismatchError,
                      match=r"holds model 'deepconvnet' with 7 classes .* at 28x28.*this run "
                            r"builds model 'deepconvnet' with 7 classes .* at 32x32"):
-    train(classifier_config(image_size=32), workdir, layouts)
+    train(classifier_spec(image_size=32), workdir, layouts)
 
 
 def run_launcher(script, *args, devices=None):
@@ -120,20 +119,59 @@ def test_evaluation_on_one_device_restores_a_four_device_run(classifier_run):
 
 
 @pytest.mark.parametrize('changes,message', [
-    ({'model': 'resnet50'}, r"--config.model='resnet50': unknown model; known: deepconvnet"),
-    ({'batch_size': 6}, r'--config.batch_size=6: must be a positive multiple of the 4 device'),
-    ({'parallel': 'xmap'}, r"--parallel='xmap': expected one of pmap, jit"),
-    ({'split_protocol': 'paper', 'dataset': 'ph2'}, r'--split_protocol=paper: only defined'),
-    ({'augment': 'mixup'}, r"--config.augment='mixup': expected one of none"),
+    ({'model': 'resnet51'}, r"^--config.model='resnet51': unknown model; known: deepconvnet"),
+    ({'parallel': 'xmap'}, r"^--config.parallel='xmap': expected one of pmap, jit"),
+    ({'split_protocol': 'paper', 'dataset': 'ph2', 'dataset_config': '', 'balance': 'none'},
+     r'^--config.split_protocol=paper: only defined for ham10000'),
+    ({'augment': 'mixup'}, r"^--config.augment='mixup': expected one of none"),
+    ({'task': 'segmentation', 'loss': 'jaccard', 'balance': 'none'},
+     r"^--config.task=segmentation: model 'deepconvnet' is a classification model"),
+    ({'loss': 'dice'}, r"^--config.loss='dice': a classification run uses one of "
+                       r"softmax_cross_entropy"),
+    ({'image_size': 8}, r'^--config.image_size=8: deepconvnet takes sizes at least 16'),
+    ({'best_metric': 'dice'}, r"^--config.best_metric='dice': a classification run measures"),
+    ({'dataset_config': 'masks'}, r"^--config.dataset_config='masks': ham10000 has no such "
+                                  r"config; its configs: images, with_masks"),
 ])
-def test_config_mistakes_are_named_before_anything_is_built(changes, message):
-  with pytest.raises(experiment.ConfigError, match=message):
-    experiment.check(classifier_config(**changes), num_devices=4)
+def test_spec_mistakes_are_named_before_anything_is_built(changes, message):
+  with pytest.raises(ConfigError, match=message):
+    classifier_spec(**changes)
+
+
+@pytest.mark.parametrize('changes,message', [
+    ({'btach_size': 8}, r'^--config.btach_size: unknown field; did you mean --config.batch_size'),
+    ({'batch_size': '8'}, r"^--config.batch_size='8': expected an integer"),
+    ({'batch_size': True}, r'^--config.batch_size=True: expected an integer'),
+    ({'normalization': {'mean': [0, 0]}}, r'^--config.normalization.mean=\[0, 0\]: expected 3'),
+    ({'phases': [{'name': 'a', 'epochs': 1, 'lr': 1e-3}]},
+     r'^--config.phases\[0\].lr: unknown field; known: name, epochs, learning_rate'),
+    ({'phases': [{'name': 'a', 'epochs': 1, 'learning_rate': 1e-3,
+                  'model_overrides': {'train_backbone': False}}]},
+     r'^--config.phases\[0\].model_overrides: deepconvnet has no field\(s\) train_backbone'),
+])
+def test_a_config_is_read_into_a_spec_field_by_field(changes, message):
+  config = classifier_spec().to_dict()
+  config.update(changes)
+  with pytest.raises(ConfigError, match=message):
+    RunSpec.from_config(config)
+
+
+def test_a_spec_round_trips_through_its_json():
+  spec = classifier_spec(class_weights=(1.0,) * 7, seed=3)
+  assert RunSpec.from_config(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_layout_rules_name_the_batch_and_the_devices():
+  with pytest.raises(ConfigError, match=r'^--config.batch_size=6: must be a positive multiple '
+                                        r'of the 4 device\(s\)'):
+    check_layout(classifier_spec(batch_size=6), num_devices=4, process_count=1)
+  with pytest.raises(ConfigError, match=r'^--config.parallel=pmap: runs in one process only'):
+    check_layout(classifier_spec(), num_devices=4, process_count=2)
 
 
 def test_an_unwritable_workdir_is_named():
-  with pytest.raises(experiment.ConfigError, match='--workdir=/proc/no_such_dir: cannot write'):
-    experiment.check(classifier_config(), workdir='/proc/no_such_dir')
+  with pytest.raises(ConfigError, match='--workdir=/proc/no_such_dir: cannot write'):
+    check_writable('/proc/no_such_dir')
 
 
 def test_the_launcher_reports_a_flag_error_in_one_line(tmp_path):

@@ -1,40 +1,33 @@
-"""Small configs and a train helper shared by the tests that need trained runs."""
+"""Small run specs and a train-then-score helper shared by the tests that need trained runs."""
 
-from skinjax.train import experiment, trainer
+from skinjax.evaluation.evaluate import evaluate_workdir
+from skinjax.train import trainer
+from skinjax.train.phases import Phase
+from skinjax.train.spec import RunSpec
 
 
-def classifier_config(epochs=2, **changes):
+def classifier_spec(epochs=2, **changes) -> RunSpec:
   """Paper 1's DeepConvNet setup, shrunk to a few steps."""
-  config = experiment.base_config()
-  config.model = 'deepconvnet'
-  config.dataset, config.dataset_config = 'ham10000', 'images'
-  config.image_size = 28
-  config.balance = 'paper1'
-  config.augment = 'paper1_classification'
-  config.batch_size = config.eval_batch_size = 8
-  config.phases = [experiment.phase('train', epochs=epochs, learning_rate=1e-3)]
-  for key, value in changes.items():
-    config[key] = value
-  return config
+  fields = dict(model='deepconvnet', dataset='ham10000', dataset_config='images',
+                image_size=28, balance='paper1', augment='paper1_classification',
+                batch_size=8, eval_batch_size=8,
+                phases=(Phase('train', epochs=epochs, learning_rate=1e-3),))
+  return RunSpec(**{**fields, **changes})
 
 
-def segmenter_config(epochs=2, **changes):
+def segmenter_spec(epochs=2, **changes) -> RunSpec:
   """Paper 1's U-Net setup on the tiny U-Net at 32x32."""
-  config = experiment.base_config()
-  config.model = 'unet_tiny'
-  config.task, config.loss = 'segmentation', 'jaccard'
-  config.dataset = 'ph2'
-  config.image_size = 32
-  config.augment = 'paper1_segmentation'
-  config.batch_size = config.eval_batch_size = 4
-  config.phases = [experiment.phase('train', epochs=epochs, learning_rate=3e-3)]
-  config.best_metric = 'dice'
-  for key, value in changes.items():
-    config[key] = value
-  return config
+  fields = dict(model='unet_tiny', task='segmentation', loss='jaccard', dataset='ph2',
+                image_size=32, augment='paper1_segmentation', batch_size=4,
+                eval_batch_size=4, best_metric='dice',
+                phases=(Phase('train', epochs=epochs, learning_rate=3e-3),))
+  return RunSpec(**{**fields, **changes})
 
 
-def train(config, workdir, layouts, dataset=None):
-  return trainer.train_and_evaluate(config, str(workdir), data_dir=layouts['data_dir'],
-                                    manual_dir=layouts[dataset or config.dataset],
-                                    show_progress=False)
+def train(spec, workdir, layouts, dataset=None):
+  """Trains `spec` in `workdir` on the synthetic `layouts`, scores the test split as the
+  launcher does; returns the test metrics."""
+  result = trainer.train(spec, str(workdir), data_dir=layouts['data_dir'],
+                         manual_dir=layouts[dataset or spec.dataset], show_progress=False)
+  return evaluate_workdir(str(workdir), split='test', history=result.history).metrics
+

@@ -6,11 +6,11 @@ the training split only. `--split_protocol=paper` reproduces the paper's duplica
 split protocol instead of the default lesion-grouped split.
 """
 
-from skinjax.train import experiment
+from skinjax.train import spec
 
 
 def get_config():
-  config = experiment.base_config()
+  config = spec.base_config()
   config.model = 'deepconvnet'
   config.task = 'classification'
   config.dataset = 'ham10000'
@@ -20,6 +20,6 @@ def get_config():
   config.augment = 'paper1_classification'
   config.batch_size = 64
   config.eval_batch_size = 256
-  config.phases = [experiment.phase('train', epochs=20, learning_rate=1e-3)]
+  config.phases = [spec.phase('train', epochs=20, learning_rate=1e-3)]
   config.best_metric = 'accuracy'
   return config

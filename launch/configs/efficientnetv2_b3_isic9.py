@@ -13,11 +13,11 @@ Images enter at 0..255: the B variants rescale and normalise inside the model, a
 Keras' include_preprocessing does.
 """
 
-from skinjax.train import experiment
+from skinjax.train import spec
 
 
 def get_config():
-  config = experiment.base_config()
+  config = spec.base_config()
   config.model = 'efficientnetv2_b3_skin'
   config.task = 'classification'
   config.dataset = 'isic9'
@@ -29,8 +29,8 @@ def get_config():
   config.batch_size = 32
   config.eval_batch_size = 64
   config.phases = [
-      experiment.phase('frozen', epochs=10, learning_rate=1e-3, train_backbone=False),
-      experiment.phase('finetune', epochs=10, learning_rate=1e-5, train_backbone=True),
+      spec.phase('frozen', epochs=10, learning_rate=1e-3, train_backbone=False),
+      spec.phase('finetune', epochs=10, learning_rate=1e-5, train_backbone=True),
   ]
   config.best_metric = 'accuracy'
   return config

@@ -4,11 +4,11 @@ Adam 3e-3, batch 16, 100 epochs, spatial dropout 0.4 (in the model), rotation 40
 horizontal flip, 80/20 split (validation carved from the 80).
 """
 
-from skinjax.train import experiment
+from skinjax.train import spec
 
 
 def get_config():
-  config = experiment.base_config()
+  config = spec.base_config()
   config.model = 'unet'
   config.task = 'segmentation'
   config.loss = 'jaccard'
@@ -17,6 +17,6 @@ def get_config():
   config.augment = 'paper1_segmentation'
   config.batch_size = 16
   config.eval_batch_size = 16
-  config.phases = [experiment.phase('train', epochs=100, learning_rate=3e-3)]
+  config.phases = [spec.phase('train', epochs=100, learning_rate=3e-3)]
   config.best_metric = 'dice'
   return config

@@ -20,7 +20,6 @@ one error; only unexpected layers can be let through (`skip_unexpected`).
 import io
 import re
 import zipfile
-from typing import Any
 
 import h5py
 import jax
@@ -29,9 +28,9 @@ import ml_dtypes
 import numpy as np
 from flax import traverse_util
 
+from skinjax.convert.converted_weights import load_converted, save_converted  # noqa: F401
 from skinjax.models import create_model
 from skinjax.models.efficientnet_v2 import DEFAULT_SIZES, IMAGENET_MEAN, IMAGENET_VARIANCE
-from skinjax.train.checkpoint import Checkpointer
 
 VARIANTS = tuple(DEFAULT_SIZES)  # 'b0' .. 'b3'
 # Flax leaf -> Keras variable name, in Keras' order within a layer.
@@ -270,29 +269,4 @@ def convert(path: str, variant: str, include_top: bool = True, *,
                                         source=str(path))
   config = {'model': name, 'num_classes': num_classes, 'include_preprocessing': True,
             'image_size': DEFAULT_SIZES[variant], 'source': str(path), 'report': report}
-  return variables, config
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def save_converted(directory: str, variables: dict, config: dict) -> None:
-  """Writes `variables` and `config` as step 0 of an orbax checkpoint in `directory`."""
-  checkpointer = Checkpointer(directory)
-  checkpointer.save(0, variables, config=config, progress={'converted': True})
-  checkpointer.close()
-
-
-def load_converted(directory: str) -> tuple[Any, dict]:
-  """(variables, config) saved by `save_converted` (e.g. by launch/convert_weights.py)."""
-  checkpointer = Checkpointer(directory, read_only=True)
-  step = checkpointer.latest_step()
-  if step is None:
-    raise FileNotFoundError(f'no converted weights in {checkpointer.directory}')
-  config, _ = checkpointer.read_config(step)
-  model = create_model(config['model'], num_classes=config['num_classes'])
-  template = abstract_variables(model)
-  template = {k: template[k] for k in ('params', 'batch_stats')}
-  variables, config, _ = checkpointer.restore(template, step)
-  checkpointer.close()
   return variables, config

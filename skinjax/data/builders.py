@@ -22,9 +22,8 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from skinjax.data import threads
+from skinjax.data.catalog import DATASET_NAMES
 from skinjax.data.image_files import DatasetFileError
-
-DATASET_NAMES = ('ham10000', 'ph2', 'isic9')
 
 
 def datasets_dir() -> Path:

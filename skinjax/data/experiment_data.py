@@ -19,31 +19,43 @@ class ExperimentData:
   dataset_full_name: str
 
 
-def prepare(config, *, data_dir: str, manual_dir: str | None) -> ExperimentData:
-  """Builds the dataset if needed, loads its splits at config.image_size, applies
-  config.split_protocol and config.balance."""
-  # skip_corrupt: set by --skip_corrupt (launch/common_flags.py); absent means strict.
-  builder = builders.prepare(config.dataset, data_dir=data_dir, manual_dir=manual_dir,
-                             config=config.get('dataset_config') or None,
-                             skip_corrupt=bool(config.get('skip_corrupt', False)))
-  features = builder.info.features
-  class_names = tuple(features['label'].names)
-  available = set(builder.info.splits)
-  for split in ('train', 'validation', 'test'):
-    if split not in available:
-      raise ValueError(f'{builder.info.full_name} has no {split!r} split (it has '
-                       f'{sorted(available)}); too few images for the split fractions?')
-  load = lambda split: arrays_lib.load_split(builder, split, config.image_size)  # noqa: E731
-  train, validation, test = load('train'), load('validation'), load('test')
-  if config.split_protocol == 'paper':
+SPLITS = ('train', 'validation', 'test')
+
+
+def prepare(spec, *, data_dir: str, manual_dir: str | None) -> ExperimentData:
+  """Builds the dataset if needed, loads its splits at spec.image_size, applies
+  spec.split_protocol and spec.balance.
+
+  spec: a skinjax.train.spec.RunSpec (dataset, dataset_config, skip_corrupt, image_size,
+  split_protocol, balance, seed).
+  """
+  builder = builders.prepare(spec.dataset, data_dir=data_dir, manual_dir=manual_dir,
+                             config=spec.dataset_config or None,
+                             skip_corrupt=spec.skip_corrupt)
+  class_names = tuple(builder.info.features['label'].names)
+  train, validation, test = (load(builder, split, spec.image_size) for split in SPLITS)
+  if spec.split_protocol == 'paper':
     # Paper 1: duplicate the whole dataset, then split the copies 80/20; its test split
     # doubles as validation, as the paper's Keras code validated on it.
     everything = SplitArrays.concatenate([train, validation, test])
-    split = balance.paper_split(everything.labels, class_names, seed=config.seed)
+    split = balance.paper_split(everything.labels, class_names, seed=spec.seed)
     test = everything.take(split['test'])
     return ExperimentData(everything, split['train'], test, test, class_names,
                           builder.info.full_name)
   indices = np.arange(len(train))
-  if config.balance == 'paper1':
+  if spec.balance == 'paper1':
     indices = balance.duplicate_by_class(indices, train.labels, class_names)
   return ExperimentData(train, indices, validation, test, class_names, builder.info.full_name)
+
+
+def load(builder, split: str, image_size: int) -> SplitArrays:
+  """One split of a prepared builder at image_size; 'all' is every split, in order."""
+  available = set(builder.info.splits)
+  for name in SPLITS if split == 'all' else (split,):
+    if name not in available:
+      raise ValueError(f'{builder.info.full_name} has no {name!r} split (it has '
+                       f'{sorted(available)}); too few images for the split fractions?')
+  if split == 'all':
+    return SplitArrays.concatenate([arrays_lib.load_split(builder, name, image_size)
+                                    for name in SPLITS])
+  return arrays_lib.load_split(builder, split, image_size)

@@ -20,7 +20,6 @@ import queue
 import threading
 from typing import Iterator
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -166,10 +165,7 @@ class InputPipeline:
     self.parallel = parallel
     if getattr(parallel, 'multiprocess', False):
       # Resident data would be one global array replicated on every device, so every
-      # process would have to hold the whole split.
-      if placement == 'device':
-        raise ValueError('--config.data_placement=device: a run over several processes '
-                         'streams each process\'s rows; use auto or stream')
+      # process would hold the whole split (the run spec refuses 'device' there).
       placement = 'stream'
     self.placement = choose_placement(arrays, parallel.devices, placement, budget_bytes)
     self.prefetch = prefetch

@@ -1,8 +1,8 @@
 """Grad-CAM (Selvaraju et al. 2017; paper 2's eqs. 6-8) for any classifier here.
 
-A model marks the map Grad-CAM explains by passing it through `mark_gradcam_map` (B3: the
-top activation; DeepConvNet: conv4 after its ReLU). Marking costs nothing in training:
-Grad-CAM alone feeds the two collections it reads.
+A model marks the map Grad-CAM explains by passing it through
+`skinjax.models.gradcam_map.mark_gradcam_map` (B3: the top activation; DeepConvNet: conv4
+after its ReLU).
 
 For class c with score y_c (the logit, before softmax) and the marked map A[h, w, k]:
   weights a_k = mean over (h, w) of dy_c / dA[h, w, k]     (eq. 7, Z = h * w)
@@ -18,21 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-GRADCAM_MAP = 'gradcam_map'
-
-
-def mark_gradcam_map(module: nn.Module, feature_map):
-  """Identity on `feature_map` [B, h, w, K]; marks it as the map Grad-CAM explains.
-
-  Call it inside a compact method. It records the map in 'intermediates' and adds the
-  'perturbations' variable of the same name only when a caller asks for those
-  collections (Grad-CAM does); `init` creates no variable for it.
-  """
-  if module.is_initializing():
-    return feature_map
-  feature_map = module.perturb(GRADCAM_MAP, feature_map)
-  module.sow('intermediates', GRADCAM_MAP, feature_map)
-  return feature_map
+from skinjax.models.gradcam_map import GRADCAM_MAP
 
 
 def _only_marked_leaf(tree, collection):

@@ -36,6 +36,23 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def task_of(name: str) -> str:
+  """'segmentation' for the U-Nets (a logit per pixel), else 'classification'."""
+  constructor = MODELS[name]
+  module = getattr(constructor, 'func', constructor)  # a partial's module
+  return 'segmentation' if module is UNet else 'classification'
+
+
+def input_size_problem(model: nn.Module, size: int) -> str | None:
+  """Why `model` cannot take size x size images, or None when it can."""
+  if isinstance(model, UNet) and size % 2**model.depth:
+    return f'a multiple of {2**model.depth} (2**depth for depth {model.depth})'
+  # Four VALID 2x2 pools: 28 -> 14 -> 7 -> 3 -> 1; below 16 the last map is empty.
+  if isinstance(model, DeepConvNet) and size < 16:
+    return 'at least 16 (four 2x2 poolings)'
+  return None
+
+
 def create_model(name: str, **kwargs) -> nn.Module:
   """Builds the registered model `name`; unknown names list the known ones."""
   if name not in MODELS:
@@ -43,6 +60,6 @@ def create_model(name: str, **kwargs) -> nn.Module:
   return MODELS[name](**kwargs)
 
 
-__all__ = ['MODELS', 'create_model', 'Classifier', 'DeepConvNet', 'EfficientNetV2',
+__all__ = ['MODELS', 'create_model', 'input_size_problem', 'task_of', 'Classifier', 'DeepConvNet', 'EfficientNetV2',
            'EfficientNetV2B0', 'EfficientNetV2B1', 'EfficientNetV2B2', 'EfficientNetV2B3',
            'SkinHead', 'UNet']

@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from skinjax.explain.gradcam import mark_gradcam_map
+from skinjax.models.gradcam_map import mark_gradcam_map
 
 # Keras Conv2D and Dense defaults: Glorot-uniform kernels, zero biases.
 keras_kernel_init = nn.initializers.glorot_uniform()

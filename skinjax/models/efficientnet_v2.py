@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from skinjax.explain.gradcam import mark_gradcam_map
+from skinjax.models.gradcam_map import mark_gradcam_map
 from skinjax.models import depthwise
 
 # Keras' CONV_KERNEL_INITIALIZER and DENSE_KERNEL_INITIALIZER.

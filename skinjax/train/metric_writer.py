@@ -50,9 +50,11 @@ class MetricWriter:
     self.active = jax.process_index() == 0
     self.path = os.path.join(workdir, METRICS_FILE)
     self._tensorboard = None
+    self.history: list[dict] = []  # the run's records so far (process 0: earlier ones too)
     if not self.active:
       return
     kept = [r for r in read_history(workdir) if r['epoch'] < resume_epoch]
+    self.history = list(kept)
     temporary = self.path + '.tmp'
     with open(temporary, 'w') as file:
       file.writelines(json.dumps(record) + '\n' for record in kept)
@@ -62,6 +64,7 @@ class MetricWriter:
 
   def write(self, record: dict):
     """record: {'epoch', 'step', 'train': {...}, 'validation': {...}, ...}."""
+    self.history.append(record)
     if not self.active:
       return
     with open(self.path, 'a') as file:

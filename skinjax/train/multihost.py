@@ -51,3 +51,14 @@ def barrier(name: str):
   _barriers += 1  # a barrier's key is used once; every process counts alike
   sync = orbax_multihost.get_barrier_sync_fn()
   sync(key=f'{name}_{_barriers}', timeout_ms=BARRIER_TIMEOUT_SECONDS * 1000)
+
+
+def primary_first(build, name: str):
+  """build() in process 0 first, then in the others (which then read what it built, e.g.
+  a dataset on a shared disk that they would otherwise race it to write)."""
+  if not is_primary():
+    barrier(name)
+  result = build()
+  if is_primary():
+    barrier(name)
+  return result

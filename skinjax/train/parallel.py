@@ -13,7 +13,7 @@ with several devices a wait every `CPU_COLLECTIVE_WINDOW` steps (see `_StepWindo
 
 `jit` also spans several processes (skinjax.train.multihost): its mesh then holds every
 process's devices, each process passes its own rows of the global batch (`local_rows`),
-and `fetch` and `predict` bring results back to every process. `pmap` refuses.
+and `fetch` and `outputs_to_host` bring results back to every process. `pmap` refuses.
 """
 
 import functools
@@ -29,10 +29,17 @@ PARALLEL_MODES = ('pmap', 'jit')
 PMAP_AXIS = 'batch'
 
 
+def batch_size_problem(batch_size: int, num_devices: int) -> str | None:
+  """The one rule for a batch over devices: every device takes an equal share."""
+  if batch_size <= 0 or batch_size % num_devices:
+    return f'must be a positive multiple of the {num_devices} device(s)'
+  return None
+
+
 def check_batch_size(batch_size: int, num_devices: int, *, what: str = 'global batch size'):
-  if batch_size % num_devices:
-    raise ValueError(f'{what} {batch_size} is not divisible by the number of devices '
-                     f'({num_devices}); choose a multiple of {num_devices}')
+  problem = batch_size_problem(batch_size, num_devices)
+  if problem:
+    raise ValueError(f'{what} {batch_size}: {problem}')
 
 
 # XLA:CPU (jaxlib 0.10) deadlocks in the all-reduce rendezvous of virtual CPU devices
@@ -69,11 +76,11 @@ class PmapParallel:
 
   def __init__(self, model, task, devices=None, *, preprocess=None,
                sync_batch_norm: bool = True, skip_nonfinite: bool = False):
-    if jax.process_count() > 1:
-      raise ValueError(f'--parallel=pmap: runs in one process only; with '
-                       f'{jax.process_count()} processes use --parallel=jit')
+    if jax.process_count() > 1:  # the run spec refuses this first (spec.check_layout)
+      raise ValueError(f'pmap runs in one process only, not {jax.process_count()}; use jit')
     self.devices = list(devices or jax.local_devices())
     self.num_devices = len(self.devices)
+    self.task = task
     # Place inputs exactly as pmap places its outputs: state and metrics fed back from a
     # step and fresh ones from `replicate` then hit one compiled program, not two.
     probe = jax.pmap(lambda x: x, axis_name=PMAP_AXIS, devices=self.devices)(
@@ -88,8 +95,6 @@ class PmapParallel:
                                          skip_nonfinite=skip_nonfinite),
                        in_axes=(0, 0, 0, None, 0), donate_argnums=(0, 1))
     self._eval = pmap(functools.partial(steps.eval_step, **bound), donate_argnums=(1,))
-    self._predict = pmap(functools.partial(steps.predict_step, model=model,
-                                           preprocess=preprocess, axis_name=PMAP_AXIS))
 
   def replicate(self, tree):
     """One copy of `tree` per device, stacked on a new leading axis."""
@@ -121,10 +126,9 @@ class PmapParallel:
   def eval_step(self, state, metrics, batch, data=None):
     return self._window.after(self._eval(state, metrics, batch, data))
 
-  def predict(self, state, batch, data=None):
-    """Host logits [B, ...] of a sharded batch, in batch order."""
-    logits = np.asarray(self._predict(state, batch, data))
-    return logits.reshape((-1,) + logits.shape[2:])
+  def outputs_to_host(self, outputs):
+    """Host numpy arrays [B, ...] of an eval step's per-example outputs, in batch order."""
+    return jax.tree.map(lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), outputs)
 
 
 class JitParallel:
@@ -137,6 +141,7 @@ class JitParallel:
     # Default: every process's devices (the local ones when there is one process).
     self.devices = list(devices or jax.devices())
     self.num_devices = len(self.devices)
+    self.task = task
     self.multiprocess = any(d.process_index != jax.process_index() for d in self.devices)
     self.mesh = Mesh(np.array(self.devices), ('data',))
     self._replicated = NamedSharding(self.mesh, P())
@@ -152,11 +157,8 @@ class JitParallel:
         out_shardings=(replicated, replicated), donate_argnums=(0, 1))
     self._eval = jax.jit(
         functools.partial(steps.eval_step, **bound),
-        in_shardings=(replicated, replicated, sharded, replicated), out_shardings=replicated,
-        donate_argnums=(1,))
-    self._predict = jax.jit(
-        functools.partial(steps.predict_step, model=model, preprocess=preprocess),
-        in_shardings=(replicated, sharded, replicated), out_shardings=sharded)
+        in_shardings=(replicated, replicated, sharded, replicated),
+        out_shardings=(replicated, sharded), donate_argnums=(1,))
 
   def replicate(self, tree):
     """`tree` copied to every device (fresh buffers, as PmapParallel.replicate)."""
@@ -200,12 +202,12 @@ class JitParallel:
   def eval_step(self, state, metrics, batch, data=None):
     return self._window.after(self._eval(state, metrics, batch, data))
 
-  def predict(self, state, batch, data=None):
-    """Host logits [B, ...] of a sharded batch, in batch order (in every process)."""
-    logits = self._predict(state, batch, data)
+  def outputs_to_host(self, outputs):
+    """Host numpy arrays [B, ...] of an eval step's per-example outputs, in batch order
+    (the whole global batch, in every process)."""
     if self.multiprocess:
-      return np.asarray(multihost_utils.process_allgather(logits, tiled=True))
-    return np.asarray(jax.device_get(logits))
+      return jax.tree.map(np.asarray, multihost_utils.process_allgather(outputs, tiled=True))
+    return jax.tree.map(np.asarray, jax.device_get(outputs))
 
 
 def make_parallel(mode: str, model, task, devices=None, *, preprocess=None,

@@ -74,7 +74,11 @@ def train_step(state, metrics, batch, rng, data=None, *, model, task, preprocess
 
 def eval_step(state, metrics, batch, data=None, *, model, task, preprocess=None,
               axis_name=None):
-  """Inference-mode forward pass; examples with batch['valid'] False count nowhere."""
+  """Inference-mode forward pass: (metrics merged with this batch's, per-example outputs).
+
+  One application of the model gives both: the metrics of the examples with
+  batch['valid'] True (padding counts nowhere) and `task.outputs` of every example.
+  """
   if preprocess is not None:
     batch = preprocess(batch, data, None, train=False)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
@@ -83,13 +87,11 @@ def eval_step(state, metrics, batch, data=None, *, model, task, preprocess=None,
   batch_metrics = task.batch_metrics(logits, batch, per_example_loss, batch.get('valid'))
   if axis_name is not None:
     batch_metrics = lax.psum(batch_metrics, axis_name)
-  return metrics.merge(batch_metrics)
+  return metrics.merge(batch_metrics), task.outputs(logits)
 
 
-def predict_step(state, batch, data=None, *, model, preprocess=None, axis_name=None):
-  """Inference-mode logits of a batch: float32[B, classes] or [B, H, W, 1]."""
-  del axis_name  # nothing to reduce: each device returns its own examples' logits
-  if preprocess is not None:
-    batch = preprocess(batch, data, None, train=False)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  return model.apply(variables, batch['image'], train=False)
+def predict_step(variables, images, *, model, task, preprocess):
+  """`task.outputs` of uint8 images[B, H, W, 3] at the model's resolution, in inference
+  mode, through the training pipeline's own preprocessing (no targets needed)."""
+  batch = preprocess({'image': images}, None, None, train=False)
+  return task.outputs(model.apply(variables, batch['image'], train=False))

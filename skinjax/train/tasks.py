@@ -5,10 +5,21 @@ A task is a frozen (hashable) dataclass, closed over by the jitted steps.
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
+
 from skinjax import losses
 from skinjax import metrics as metrics_lib
 
 SEGMENTATION_LOSSES = ('jaccard', 'dice', 'bce')
+# The scalar metrics each task's EpochMetrics.compute() returns (best_metric is one).
+METRICS = {
+    'classification': ('loss', 'accuracy', 'balanced_accuracy', 'precision_macro',
+                       'recall_macro', 'f1_macro', 'precision_weighted', 'recall_weighted',
+                       'f1_weighted'),
+    'segmentation': ('loss', 'dice', 'iou', 'mean_iou', 'pixel_accuracy', 'precision',
+                     'recall', 'thresholded_jaccard', 'mean_image_jaccard', 'mean_image_dice'),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +48,13 @@ class ClassificationTask:
     return metrics_lib.EpochMetrics(
         metrics_lib.Average.from_values(per_example_loss, valid),
         metrics_lib.ClassificationCounts.from_logits(logits, batch['label'], valid))
+
+  @staticmethod
+  def outputs(logits) -> dict:
+    """Per-example outputs: 'predicted' int32[B] (the class the metrics count) and
+    'probabilities' float32[B, classes]."""
+    return {'predicted': jnp.argmax(logits, axis=-1).astype(jnp.int32),
+            'probabilities': jax.nn.softmax(logits, axis=-1)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,3 +86,11 @@ class SegmentationTask:
     return metrics_lib.EpochMetrics(
         metrics_lib.Average.from_values(per_example_loss, valid),
         metrics_lib.SegmentationCounts.from_logits(logits, batch['mask'], valid))
+
+  @staticmethod
+  def outputs(logits) -> dict:
+    """Per-example outputs: 'mask' uint8[B, H, W, 1] (logit > 0, the pixels the metrics
+    count as lesion) and the lesion 'probability' float16[B, H, W, 1] (half the bytes:
+    a whole split of maps is kept)."""
+    return {'mask': (logits > 0).astype(jnp.uint8),
+            'probability': jax.nn.sigmoid(logits).astype(jnp.float16)}

@@ -1,0 +1,53 @@
+"""Converted weights on disk: one orbax checkpoint (step 0) holding the variables and the
+conversion's config (model name, classes, source file, report).
+
+Written here with orbax directly, not through the training checkpointer: conversion sits
+below training, and a converted file is read by `--config.init_from` long after. The
+layout (items `state`, `config`, `progress` of step 0) is the one earlier versions wrote.
+"""
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from skinjax.models import create_model
+
+_STEP = 0
+
+
+def _manager(directory: str, *, read_only: bool) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(read_only=read_only, enable_async_checkpointing=False)
+  return ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options)
+
+
+def save_converted(directory: str, variables: dict, config: dict) -> None:
+  """Writes `variables` and `config` as step 0 of an orbax checkpoint in `directory`."""
+  with _manager(directory, read_only=False) as manager:
+    manager.save(_STEP, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(variables), config=ocp.args.JsonSave(config),
+        progress=ocp.args.JsonSave({'converted': True})), force=True)
+    manager.wait_until_finished()
+
+
+def load_converted(directory: str) -> tuple[Any, dict]:
+  """(variables, config) saved by `save_converted` (e.g. by launch/convert_weights.py)."""
+  directory = os.path.abspath(os.fspath(directory))
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f'no converted weights in {directory}')
+  with _manager(directory, read_only=True) as manager:
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'no converted weights in {directory}')
+    config = manager.restore(step, args=ocp.args.Composite(
+        config=ocp.args.JsonRestore())).config
+    model = create_model(config['model'], num_classes=config['num_classes'])
+    # Parameter shapes do not depend on the input size: the smallest input will do.
+    shapes = jax.eval_shape(lambda: model.init(
+        jax.random.key(0), jax.numpy.zeros((1, 32, 32, 3)), train=False))
+    template = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                            {k: shapes[k] for k in ('params', 'batch_stats') if k in shapes})
+    variables = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(template))).state
+  return variables, config

@@ -1,0 +1,123 @@
+"""What an evaluation scores: a split of the run's own data, or a split of another dataset
+of the same task.
+
+Another dataset must fit the run: a segmenter needs masks (HAM10000's with_masks, PH2);
+a classifier needs its classes mapped onto the run's by a declared table
+(skinjax.data.class_maps). Images the run saw (its train and validation splits; every
+split under paper 1's protocol) are left out of another dataset's score, found by their
+pixels, not their names: many ISIC images are HAM10000 images.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from skinjax.data import builders, catalog, class_maps, experiment_data, overlap
+from skinjax.data.arrays import SplitArrays
+from skinjax.train.spec import ConfigError
+
+SPLITS = experiment_data.SPLITS + ('all',)
+
+
+@dataclasses.dataclass
+class Target:
+  """The examples to score, labels already in the run's classes."""
+
+  name: str  # the report folder: 'test', or '<dataset>-<split>' for another dataset
+  dataset_full_name: str
+  split: str
+  arrays: SplitArrays
+  class_map: dict | None = None  # the scored dataset's class -> the run's (another dataset)
+  excluded: dict | None = None  # what was left out as seen by the run, and why
+
+
+def own_split(data: experiment_data.ExperimentData, split: str) -> Target:
+  """A split of the data the run trained on (its split protocol applied)."""
+  arrays = {'train': data.train, 'validation': data.validation, 'test': data.test}
+  if split not in arrays:
+    raise ConfigError(f'--split={split}: the run\'s own data has splits '
+                      f'{", ".join(arrays)}; `all` is for another --dataset')
+  return Target(split, data.dataset_full_name, split, arrays[split])
+
+
+def check_fits(run, dataset: str, dataset_config: str) -> str:
+  """The config to build `dataset` with for `run`; ConfigError naming both when the
+  dataset cannot be scored by the run."""
+  if dataset not in catalog.DATASETS:
+    raise ConfigError(f'--dataset={dataset!r}: unknown dataset; known: '
+                      f'{", ".join(catalog.DATASET_NAMES)}')
+  entry = catalog.DATASETS[dataset]
+  if dataset_config and dataset_config not in entry.configs:
+    raise ConfigError(f'--dataset_config={dataset_config!r}: {dataset} has configs '
+                      f'{", ".join(entry.configs) or "none"}')
+  if run.spec.task == 'segmentation':
+    if not dataset_config and entry.mask_configs:
+      dataset_config = entry.mask_configs[0]
+    if not entry.has_masks(dataset_config):
+      raise ConfigError(f'--dataset={dataset}: the run in {run.workdir} is a segmenter, and '
+                        f'{dataset} {dataset_config or ""} has no lesion masks to score it on')
+  return dataset_config
+
+
+def other_dataset(run, dataset: str, dataset_config: str, split: str, *, data_dir: str,
+                  manual_dir: str | None) -> Target:
+  """`split` ('all': every split) of another dataset, at the run's resolution, with its
+  labels mapped onto the run's classes."""
+  if split not in SPLITS:
+    raise ConfigError(f'--split={split}: expected one of {", ".join(SPLITS)}')
+  dataset_config = check_fits(run, dataset, dataset_config)
+  builder = builders.prepare(dataset, data_dir=data_dir, manual_dir=manual_dir,
+                             config=dataset_config or None)
+  arrays = experiment_data.load(builder, split, run.spec.image_size)
+  mapping = None
+  if run.spec.task == 'classification':
+    own = tuple(builder.info.features['label'].names)
+    mapping = class_maps.class_map(own, run.class_names)
+    if mapping is None:
+      raise ConfigError(
+          f'--dataset={dataset}: its classes ({", ".join(own)}) do not map onto the classes '
+          f'of the run in {run.workdir} ({", ".join(run.class_names)}); the declared maps '
+          'are in skinjax/data/class_maps.py')
+    lookup = np.array([run.class_names.index(mapping[name]) for name in own], np.int32)
+    arrays = dataclasses.replace(arrays, labels=lookup[arrays.labels])
+  seen, excluded = _seen_by_run(run, builder, split, data_dir)
+  return Target(f'{dataset}-{split}', builder.info.full_name, split,
+                arrays.take(np.flatnonzero(~seen)), mapping, excluded)
+
+
+def seen_splits(spec) -> tuple[str, ...]:
+  """The splits of its own dataset a run saw: trained on, or chose its checkpoint by
+  (paper 1's protocol duplicates and re-splits all of them)."""
+  return experiment_data.SPLITS if spec.split_protocol == 'paper' else ('train', 'validation')
+
+
+def _own_builder(run, data_dir: str):
+  """The run's own prepared dataset: where it was trained, else in `data_dir`."""
+  spec = run.spec
+  places = dict.fromkeys([run.description['data_dir'], data_dir])
+  for place in places:
+    try:
+      return builders.prepare(spec.dataset, data_dir=place, config=spec.dataset_config or None,
+                              skip_corrupt=spec.skip_corrupt)
+    except ValueError:  # not built there
+      continue
+  raise ConfigError(f'--data_dir={data_dir}: the run\'s own dataset {spec.dataset} is not '
+                    f'built there nor in {run.description["data_dir"]}, and its images are '
+                    'needed to leave out those the run saw; give the --data_dir it was built in')
+
+
+def _seen_by_run(run, builder, split: str, data_dir: str):
+  """(bool[N] over the target's examples: seen by the run, the report's account of it)."""
+  own = _own_builder(run, data_dir)
+  sources = seen_splits(run.spec)
+  found = [overlap.overlap(own, sources, builder, name)
+           for name in (experiment_data.SPLITS if split == 'all' else (split,))]
+  mask = np.concatenate([f.mask for f in found])
+  pairs = [pair for f in found for pair in f.pairs()]
+  excluded = {
+      'count': int(mask.sum()), 'of': int(len(mask)),
+      'rule': f'exact or near-duplicate (perceptual hash within {found[0].max_distance} bits) '
+              f'of an image in {own.info.full_name} {"/".join(sources)}',
+      'image_ids': sorted({pair['target_id'] for pair in pairs}),
+  }
+  return mask, excluded

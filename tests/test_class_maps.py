@@ -1,0 +1,60 @@
+"""The declared class maps: what they send where, and (slow target, on the real data) that
+the images HAM10000 and the ISIC set share keep their diagnosis through the map."""
+
+import csv
+import os
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skinjax.data import class_maps, duplicates, image_hash
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get('SKINJAX_SHARED_DATA', REPO.parent / 'shared' / 'data'))
+ISIC9_CLASSES = tuple(class_maps.ISIC9_TO_HAM10000)
+PH2_CLASSES = ('common_nevus', 'atypical_nevus', 'melanoma')
+
+
+def test_equal_class_lists_map_to_themselves():
+  assert class_maps.class_map(('a', 'b'), ('a', 'b')) == {'a': 'a', 'b': 'b'}
+
+
+def test_the_isic_set_and_ph2_map_onto_ham10000s_seven_classes():
+  isic = class_maps.class_map(ISIC9_CLASSES, class_maps.HAM10000_CLASSES)
+  assert isic['seborrheic keratosis'] == isic['pigmented benign keratosis'] == 'bkl'
+  assert isic['squamous cell carcinoma'] == isic['actinic keratosis'] == 'akiec'
+  assert set(isic.values()) == set(class_maps.HAM10000_CLASSES)  # every class is met
+  assert class_maps.class_map(PH2_CLASSES, class_maps.HAM10000_CLASSES) == {
+      'common_nevus': 'nv', 'atypical_nevus': 'nv', 'melanoma': 'mel'}
+
+
+def test_classes_without_a_declared_map_do_not_map():
+  assert class_maps.class_map(('benign', 'malignant'), class_maps.HAM10000_CLASSES) is None
+  # HAM10000's seven do not map onto the ISIC set's nine (akiec and bkl would split).
+  assert class_maps.class_map(class_maps.HAM10000_CLASSES, ISIC9_CLASSES) is None
+
+
+def fingerprints_of(paths):
+  found = image_hash.fingerprints(paths, lambda path: np.asarray(Image.open(path).convert('RGB')))
+  return types.SimpleNamespace(digest=found['digest'], phash=found['phash'])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / 'ISIC9').is_dir(), reason=f'no real data at {SHARED}')
+def test_images_shared_by_ham10000_and_the_isic_set_keep_their_diagnosis_through_the_map():
+  ham = SHARED / 'HAM10000'
+  with open(ham / 'HAM10000_metadata.csv') as file:
+    ham_dx = {row['image_id']: row['dx'] for row in csv.DictReader(file)}
+  ham_paths = sorted(ham.glob('HAM10000_images_part_*/*.jpg'))
+  isic_paths = sorted((SHARED / 'ISIC9').glob('*/*/*/*.jpg'))
+  pairs = duplicates.find_pairs(fingerprints_of(isic_paths), fingerprints_of(ham_paths))
+  agree = [class_maps.ISIC9_TO_HAM10000[isic_paths[i].parent.name] == ham_dx[ham_paths[j].stem]
+           for i, j in zip(pairs.left, pairs.right)]
+  shared = len(set(pairs.left.tolist()))
+  print(f'{shared} of {len(isic_paths)} ISIC files match {len(set(pairs.right.tolist()))} '
+        f'HAM10000 images in {len(pairs)} pairs; the map agrees on {sum(agree)} pairs')
+  assert shared > 100  # many ISIC images are HAM10000 images
+  assert np.mean(agree) >= 0.95
