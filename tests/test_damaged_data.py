@@ -18,11 +18,13 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
+from ml_collections import config_flags
+
 from skinjax.data import builders, experiment_data, synthetic
 from skinjax.data.image_files import DatasetFileError
+from skinjax.train.spec import RunSpec
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'launch'))
-import common_flags  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 tfds.disable_progress_bar()
 HAM_METADATA = 'HAM10000_metadata.csv'
@@ -105,7 +107,8 @@ def test_a_dataset_built_skipping_files_never_loads_as_the_complete_one(small_ha
   damage(first_image(small_ham), 'truncated')
   build_skipping('ham10000', small_ham, tmp_path / 'out')
   with pytest.raises(DatasetFileError, match=r'was built skipping damaged files '
-                     r'\(--skip_corrupt\) and leaves out 1 .*pass --skip_corrupt'):
+                     r'\(--config.skip_corrupt\) and leaves out 1 .*pass '
+                     r'--config.skip_corrupt=True'):
     builders.prepare('ham10000', data_dir=str(tmp_path / 'out'), manual_dir=str(small_ham))
   # With the flag it loads as it is, without building again.
   builder = builders.prepare('ham10000', data_dir=str(tmp_path / 'out'), skip_corrupt=True)
@@ -329,26 +332,36 @@ def test_a_stray_file_or_a_damaged_isic_jpeg_is_named_or_skipped(small_isic, tmp
       victim.name, 'notes.txt']
 
 
-# The launchers' flag.
+# The launchers' config field, from the command line.
+
+# A config-file flag as launch/train.py defines it, under a name of this test's own.
+CONFIG = config_flags.DEFINE_config_file('damaged_data_config', None, 'A run config.',
+                                         lock_config=True)
+CONFIG_FILE = REPO / 'launch' / 'configs' / 'deepconvnet_ham10000.py'
+
 
 @pytest.fixture
-def parsed_flags():
-  yield flags.FLAGS
+def parsed_flags(monkeypatch):
+  """Parses a command line (config_flags reads its overrides from sys.argv)."""
+  def parse(argv):  # once per test: config_flags defines a flag per override it meets
+    monkeypatch.setattr(sys, 'argv', argv)
+    flags.FLAGS(argv)
+  yield parse
   flags.FLAGS.unparse_flags()
 
 
-def test_the_skip_corrupt_flag_reaches_the_builder_through_the_run_config(tmp_path,
-                                                                           parsed_flags):
+def test_the_skip_corrupt_field_reaches_the_builder_through_the_run_spec(tmp_path,
+                                                                          parsed_flags):
   manual = synthetic.write_ham10000(tmp_path / 'HAM10000', lesions_per_class={
       name: 5 for name in synthetic.HAM10000_CLASSES}, image_size=(40, 30), max_views=1)
   damage(first_image(manual), 'empty')
-  config = common_flags.load_config('deepconvnet_ham10000')
-  config.image_size = 8
-  config.split_protocol = 'lesion'  # train, validation and test partition the images
+  # lesion protocol: train, validation and test partition the images
+  parsed_flags(['train.py', f'--damaged_data_config={CONFIG_FILE}',
+                '--damaged_data_config.image_size=16', '--damaged_data_config.skip_corrupt=True'])
+  spec = RunSpec.from_config(CONFIG.value)
+  assert spec.skip_corrupt is True
   with pytest.raises(DatasetFileError, match='not a readable image'):
-    experiment_data.prepare(config, data_dir=str(tmp_path / 'a'), manual_dir=str(manual))
-  parsed_flags(['train.py', '--skip_corrupt'])
-  config = common_flags.apply_to(config)
-  assert config.skip_corrupt is True
-  data = experiment_data.prepare(config, data_dir=str(tmp_path / 'b'), manual_dir=str(manual))
+    experiment_data.prepare(spec.replace(skip_corrupt=False), data_dir=str(tmp_path / 'a'),
+                            manual_dir=str(manual))
+  data = experiment_data.prepare(spec, data_dir=str(tmp_path / 'b'), manual_dir=str(manual))
   assert len(data.train) + len(data.validation) + len(data.test) == 34

@@ -142,7 +142,8 @@ def test_a_batch_not_divisible_by_the_device_count_is_refused(mode):
   model, task, batch = classification_setup()
   parallel = make_parallel(mode, model, task, jax.devices()[:4])
   odd = {key: value[:6] for key, value in batch.items()}
-  with pytest.raises(ValueError, match=r'global batch size 6 .* number of devices \(4\)'):
+  with pytest.raises(ValueError, match=r'global batch size 6: must be a positive multiple of '
+                                       r'the 4 device\(s\)'):
     parallel.shard_batch(odd)
 
 

@@ -2,7 +2,6 @@
 diagnosis; one bad file fails alone."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

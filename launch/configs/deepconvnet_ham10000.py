@@ -2,7 +2,7 @@
 
 Adam 1e-3, batch 64, 20 epochs; Keras ImageDataGenerator augmentation (rotation 10,
 shifts 0.2, shear 0.2, both flips); Table 4's class balancing by duplication, applied to
-the training split only. `--split_protocol=paper` reproduces the paper's duplicate-then-
+the training split only. `--config.split_protocol=paper` reproduces the paper's duplicate-then-
 split protocol instead of the default lesion-grouped split.
 """
 

@@ -7,7 +7,7 @@ extra dependencies.
 
 Damaged files. By default a build stops at the first damaged or inconsistent file with a
 DatasetFileError naming it, and leaves nothing that loads. With `skip_corrupt=True` (a
-builder kwarg, which `prepare` and the launchers' --skip_corrupt pass on) the build logs
+builder kwarg, which `prepare` and the run spec's skip_corrupt pass on) the build logs
 each such file, leaves its example out, and records the list and the count in the
 dataset's `info.metadata` ('skipped_count', 'skipped'; metadata.json on disk). A kwarg,
 not a builder config: configs name what a dataset holds and where it lives, and a skipped
@@ -66,9 +66,9 @@ def prepare(name: str, *, data_dir: str, manual_dir: str | None = None,
   if skipped and not skip_corrupt:
     raise DatasetFileError(
         f'{builder.data_path}: {builder.info.full_name} was built skipping damaged files '
-        f'(--skip_corrupt) and leaves out {skipped} (listed in its metadata.json); pass '
-        '--skip_corrupt to use it as it is, or mend the files and delete that folder to '
-        'rebuild it complete')
+        f'(--config.skip_corrupt) and leaves out {skipped} (listed in its metadata.json); '
+        'pass --config.skip_corrupt=True to use it as it is, or mend the files and delete '
+        'that folder to rebuild it complete')
   return builder
 
 
