@@ -4,6 +4,7 @@ the images HAM10000 and the ISIC set share keep their diagnosis through the map.
 import csv
 import os
 import types
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +52,17 @@ def test_images_shared_by_ham10000_and_the_isic_set_keep_their_diagnosis_through
   ham_paths = sorted(ham.glob('HAM10000_images_part_*/*.jpg'))
   isic_paths = sorted((SHARED / 'ISIC9').glob('*/*/*/*.jpg'))
   pairs = duplicates.find_pairs(fingerprints_of(isic_paths), fingerprints_of(ham_paths))
-  agree = [class_maps.ISIC9_TO_HAM10000[isic_paths[i].parent.name] == ham_dx[ham_paths[j].stem]
-           for i, j in zip(pairs.left, pairs.right)]
-  shared = len(set(pairs.left.tolist()))
-  print(f'{shared} of {len(isic_paths)} ISIC files match {len(set(pairs.right.tolist()))} '
-        f'HAM10000 images in {len(pairs)} pairs; the map agrees on {sum(agree)} pairs')
-  assert shared > 100  # many ISIC images are HAM10000 images
-  assert np.mean(agree) >= 0.95
+  # A pair is the same image when the ISIC file carries the HAM10000 image's id (the ISIC
+  # archive's id; `ISIC_x(1).jpg` is a renamed copy); other pairs are chance matches.
+  same = [(isic_paths[i], ham_paths[j]) for i, j in zip(pairs.left, pairs.right)
+          if isic_paths[i].stem.split('(')[0] == ham_paths[j].stem]
+  named = [path for path in isic_paths if path.stem.split('(')[0] in ham_dx]
+  assert len({isic for isic, _ in same}) == len(named) > 1000  # every one found by pixels
+  disagree = Counter((isic.parent.name, ham_dx[ham_path.stem]) for isic, ham_path in same
+                     if class_maps.ISIC9_TO_HAM10000[isic.parent.name] != ham_dx[ham_path.stem])
+  print(f'{len(named)} ISIC files are HAM10000 images; the map agrees for '
+        f'{len(same) - sum(disagree.values())} of them; disagreements: {dict(disagree)}')
+  # The sources' own conflict (documented in class_maps): images the ISIC set files under
+  # nevus that HAM10000 diagnoses as akiec. No other pair of diagnoses disagrees.
+  assert set(disagree) <= {('nevus', 'akiec')}
+  assert sum(disagree.values()) / len(same) < 0.06

@@ -26,6 +26,10 @@ from skinjax.data.catalog import DATASET_NAMES
 from skinjax.data.image_files import DatasetFileError
 
 
+class DatasetNotBuilt(FileNotFoundError):
+  """A dataset asked for is not prepared in the data directory, and no download was given."""
+
+
 def datasets_dir() -> Path:
   """The repository's `datasets/` folder ($SKINJAX_DATASETS_DIR overrides it)."""
   configured = os.environ.get('SKINJAX_DATASETS_DIR')
@@ -58,8 +62,8 @@ def prepare(name: str, *, data_dir: str, manual_dir: str | None = None,
                                 skip_corrupt=skip_corrupt)
   if not builder.is_prepared():
     if manual_dir is None:
-      raise ValueError(f'dataset {builder.info.full_name} is not built in {data_dir}; '
-                       'give --manual_dir, the folder with the downloaded files')
+      raise DatasetNotBuilt(f'dataset {builder.info.full_name} is not built in {data_dir}; '
+                            'give --manual_dir, the folder with the downloaded files')
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   skipped = skipped_count(builder)

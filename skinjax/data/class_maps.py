@@ -16,6 +16,11 @@ HAM10000_CLASSES = ('akiec', 'bcc', 'bkl', 'df', 'mel', 'nv', 'vasc')
 # keratosis" both. Its `akiec` holds actinic keratoses and intraepithelial carcinoma
 # (Bowen's disease, squamous cell carcinoma in situ): ISIC's "actinic keratosis" and
 # "squamous cell carcinoma". The other five are the same diagnosis under two names.
+# Checked on the real sets (tests/test_class_maps.py, slow): 1,514 ISIC files are HAM10000
+# images; the map agrees with HAM10000's diagnosis for 1,438 of them. The other 76 are
+# filed under ISIC "nevus" while HAM10000 diagnoses them akiec: a conflict between the
+# two sources, which no map of diagnoses can mend (evaluation scores such an image by its
+# ISIC label, mapped, unless the classifier saw it in training and leaves it out).
 ISIC9_TO_HAM10000 = {
     'actinic keratosis': 'akiec',
     'basal cell carcinoma': 'bcc',

@@ -7,6 +7,7 @@ import numpy as np
 
 from skinjax.data import arrays as arrays_lib, balance, builders
 from skinjax.data.arrays import SplitArrays
+from skinjax.data.image_files import DatasetFileError
 
 
 @dataclasses.dataclass
@@ -53,8 +54,9 @@ def load(builder, split: str, image_size: int) -> SplitArrays:
   available = set(builder.info.splits)
   for name in SPLITS if split == 'all' else (split,):
     if name not in available:
-      raise ValueError(f'{builder.info.full_name} has no {name!r} split (it has '
-                       f'{sorted(available)}); too few images for the split fractions?')
+      raise DatasetFileError(f'{builder.data_path}: {builder.info.full_name} has no {name!r} '
+                             f'split (it has {sorted(available)}); too few images for the '
+                             'split fractions?')
   if split == 'all':
     return SplitArrays.concatenate([arrays_lib.load_split(builder, name, image_size)
                                     for name in SPLITS])

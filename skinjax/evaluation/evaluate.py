@@ -65,6 +65,9 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', dataset: str | None =
   history: the run's epoch records, when the caller has them (the trainer returns them);
   else read from the workdir.
   """
+  if dataset_config and not dataset:
+    raise spec_lib.ConfigError(f'--dataset_config={dataset_config}: only with --dataset (the '
+                               'run\'s own data uses the config it trained with)')
   run = restore_run(workdir, step=step)
   # Refused before any data is read.
   spec_lib.check_processes(parallel or run.spec.parallel, run.spec.data_placement,

@@ -99,7 +99,7 @@ def _own_builder(run, data_dir: str):
     try:
       return builders.prepare(spec.dataset, data_dir=place, config=spec.dataset_config or None,
                               skip_corrupt=spec.skip_corrupt)
-    except ValueError:  # not built there
+    except builders.DatasetNotBuilt:
       continue
   raise ConfigError(f'--data_dir={data_dir}: the run\'s own dataset {spec.dataset} is not '
                     f'built there nor in {run.description["data_dir"]}, and its images are '
