@@ -1,4 +1,4 @@
-"""Fingerprints (pixel digest, perceptual hash, size) of a prepared TFDS split, cached on disk.
+"""Fingerprints (pixel digest, perceptual hashes, size) of a prepared TFDS split, cached on disk.
 
 Computed once per split and kept beside the resized-array cache of skinjax.data.arrays:
 `<data_dir>/skinjax_arrays/<name>/<config>/<version>/<split>-fingerprints-<key>/`. The key
@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from skinjax.data import image_hash
 
 # Bump when what is stored, or how it is computed, changes: old caches then go unread.
-FORMAT = 'fingerprints-1'
+FORMAT = 'fingerprints-2'
 
 
 @dataclasses.dataclass
@@ -33,6 +33,7 @@ class Fingerprints:
 
   digest: np.ndarray  # uint8[N, 32], SHA-256 of the decoded pixels and their shape
   phash: np.ndarray  # uint64[N], imagehash.phash as an integer (skinjax.data.image_hash)
+  fine: np.ndarray  # uint64[N, 4], the 256-bit hash (image_hash.fine_hash)
   size: np.ndarray  # int32[N, 2], (height, width) as stored
   image_ids: np.ndarray  # str[N]
 
@@ -105,7 +106,7 @@ def compute(builder, split: str, *, progress: Callable[[int], None] | None = Non
       yield example['image']
 
   found = image_hash.fingerprints(stored_images(), decode_stored, progress=progress)
-  return Fingerprints(found['digest'], found['phash'], found['size'],
+  return Fingerprints(found.digest, found.phash, found.fine, found.size,
                       np.array(image_ids, dtype=str))
 
 
