@@ -39,6 +39,26 @@ def fail(message: str):
   sys.exit(2)
 
 
+class Progress:
+  """A tqdm bar opened at its first update, so that a mistake found before any image is
+  read leaves one line on stderr, not a bar."""
+
+  def __init__(self, description: str):
+    self.description, self.bar = description, None
+
+  def update(self, count: int):
+    if self.bar is None:
+      self.bar = tqdm.tqdm(desc=self.description, unit=' images')
+    self.bar.update(count)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    if self.bar is not None:
+      self.bar.close()
+
+
 def manual_dirs(names: list[str]) -> dict[str, str]:
   """--manual_dir entries by dataset name."""
   found = {}
@@ -83,7 +103,7 @@ def main(argv):
   sets = []
   try:
     for name, _, config in specs:
-      with tqdm.tqdm(desc=f'fingerprinting {name}', unit=' images') as bar:
+      with Progress(f'fingerprinting {name}') as bar:
         sets.append(read_set(name, config or None, given.get(name), bar))
     result = audit.audit(sets, max_distance=FLAGS.max_distance)
     report = audit.write_report(result, FLAGS.output_dir, sheet_rows=FLAGS.sheet_rows)

@@ -92,15 +92,24 @@ def decode_stored(data: bytes) -> np.ndarray:
   return np.asarray(image.convert('RGB') if image.mode != 'RGB' else image)
 
 
+def stored_examples(builder, split: str):
+  """The examples of `split` in `as_data_source` order, their images left encoded; a build
+  in another format than array_record (the stock `tfds build` writes tfrecord) is read
+  in file order, which is the same order."""
+  skip = {'image': tfds.decode.SkipDecoding()}
+  if builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
+    source = builder.as_data_source(split=split, decoders=skip)
+    return (source[i] for i in range(len(source)))
+  return tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False, decoders=skip))
+
+
 def compute(builder, split: str, *, progress: Callable[[int], None] | None = None
             ) -> Fingerprints:
   """Fingerprints of every example of a prepared split, without the cache."""
-  source = builder.as_data_source(split=split, decoders={'image': tfds.decode.SkipDecoding()})
   image_ids = []
 
   def stored_images():
-    for i in range(len(source)):
-      example = source[i]
+    for example in stored_examples(builder, split):
       image_id = example['image_id']
       image_ids.append(image_id.decode() if isinstance(image_id, bytes) else str(image_id))
       yield example['image']
