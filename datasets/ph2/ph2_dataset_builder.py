@@ -151,12 +151,10 @@ def layout_images(manual_dir, damaged=image_files.refuse) -> list[LayoutImage]:
 class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for PH2."""
 
-  VERSION = tfds.core.Version('2.0.0')
-  RELEASE_NOTES = {
-      '1.0.0': 'Initial release: stratified 70/10/20 splits.',
-      '2.0.0': 'Copies and near-duplicates of one image share a split (unchanged splits '
-               'where a layout has none, as the 12-case sample).',
-  }
+  # Copies now share a split, which changes nothing where no case copies another (the
+  # real sample, and the 200 cases as far as is known): the version stays.
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release: stratified 70/10/20 splits.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
   Request PH2 from https://www.fc.up.pt/addi/ph2%20database.html (free for research
   with citation), unpack it and place in the manual directory:
