@@ -44,7 +44,7 @@ def test_batched_phash_equals_imagehash_on_real_images():
   assert len(files) == 36 + 200 + 12
   found = image_hash.fingerprints(files, lambda f: np.asarray(Image.open(f).convert('RGB')),
                                   batch_size=64)
-  assert found['phash'].tolist() == [library_phash(Image.open(f)) for f in files]
+  assert found.phash.tolist() == [library_phash(Image.open(f)) for f in files]
 
 
 def test_a_png_resaved_from_decoded_pixels_has_the_same_digest():

@@ -6,8 +6,9 @@ names), and, for the `with_masks` config, the lesion masks of Tschandl et al. 20
 `HAM10000_segmentations_lesion_tschandl/` (or its zip).
 
 Splits are grouped by `lesion_id` (all images of a lesion share a split: 2,545 images show
-a lesion another image already shows) and stratified by diagnosis: 70/10/20 of the
-lesions of each class, deterministic.
+a lesion another image already shows) and by duplicate group (copies and near-duplicates
+of one image, skinjax.data.duplicates, share a split even when filed under two lesions),
+and stratified by diagnosis: 70/10/20 of the groups of each class, deterministic.
 """
 
 import csv
@@ -20,7 +21,8 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from skinjax.data import builders, image_files, splits
+from skinjax.data import builders, duplicates, image_files, image_hash, splits
+from skinjax.data.layout import LayoutImage, pixels_or_none
 
 CLASS_NAMES = ('akiec', 'bcc', 'bkl', 'df', 'mel', 'nv', 'vasc')
 METADATA = 'HAM10000_metadata.csv'
@@ -62,6 +64,11 @@ class FileIndex:
 
   def __contains__(self, key):
     return key in self._members
+
+  def name_of(self, key) -> str:
+    """The file of `key` under the manual directory: `folder/name` or `archive.zip!member`."""
+    source, member = self._members[key]
+    return f'{source.name}!{member}' if member is not None else f'{source.parent.name}/{source.name}'
 
   def read(self, key) -> tuple[bytes, str]:
     """(bytes, a name for error messages) of the file for `key`."""
@@ -139,11 +146,56 @@ def _row_problem(row: dict, num_columns: int, first_line: dict) -> str | None:
   return None
 
 
+def image_indexes(manual_dir: epath.Path) -> list[FileIndex]:
+  """The indexes of the two image parts (folders or zips); DatasetFileError if neither is
+  there."""
+  images = [FileIndex(manual_dir, part, '.jpg') for part in IMAGE_PARTS]
+  if not any(index.sources for index in images):
+    raise image_files.DatasetFileError(
+        f'{manual_dir}: none of {IMAGE_PARTS[0]}/, {IMAGE_PARTS[1]}/ or their .zip files '
+        'found; expected the HAM10000 image folders in the manual directory')
+  return images
+
+
+def layout_image(row: dict, images: list[FileIndex]) -> LayoutImage:
+  """The image of metadata row `row` (whose file the indexes hold)."""
+  image_id = row['image_id']
+  index = next(index for index in images if image_id in index)
+  return LayoutImage(key=index.name_of(image_id), image_id=image_id, label=row['dx'],
+                     group=row['lesion_id'], read=lambda: index.read(image_id))
+
+
+def layout_images(manual_dir, damaged=image_files.refuse) -> list[LayoutImage]:
+  """The images the metadata lists, in its order; a bad row or a listed file that is
+  absent goes to `damaged` (raises by default) and is left out."""
+  manual_dir = epath.Path(manual_dir)
+  rows = read_metadata(manual_dir, damaged)
+  images = image_indexes(manual_dir)
+  listed = []
+  for row in rows:
+    if any(row['image_id'] in index for index in images):
+      listed.append(layout_image(row, images))
+    else:
+      damaged(_absent(row, images, manual_dir))
+  return listed
+
+
+def _absent(row: dict, images: list[FileIndex], manual_dir) -> image_files.DatasetFileError:
+  found = ', '.join(source for index in images for source in index.sources)
+  return image_files.DatasetFileError(
+      f'{manual_dir / METADATA}: lists image {row["image_id"]}, but no {row["image_id"]}.jpg '
+      f'is in {found}')
+
+
 class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for HAM10000."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release: lesion-grouped stratified 70/10/20 splits.'}
+  VERSION = tfds.core.Version('2.0.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release: lesion-grouped stratified 70/10/20 splits.',
+      '2.0.0': 'Splits also group copies and near-duplicates of one image filed under '
+               'different lesions: no duplicate group spans two splits.',
+  }
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(name='images', description='Images and metadata.'),
       tfds.core.BuilderConfig(
@@ -186,11 +238,7 @@ class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = epath.Path(dl_manager.manual_dir)
     rows = read_metadata(manual_dir, self.damaged)
-    images = [FileIndex(manual_dir, part, '.jpg') for part in IMAGE_PARTS]
-    if not any(index.sources for index in images):
-      raise image_files.DatasetFileError(
-          f'{manual_dir}: none of {IMAGE_PARTS[0]}/, {IMAGE_PARTS[1]}/ or their .zip files '
-          'found; expected the HAM10000 image folders in the manual directory')
+    images = image_indexes(manual_dir)
     masks = None
     if self.builder_config.name == 'with_masks':
       masks = FileIndex(manual_dir, MASKS, '_segmentation.png')
@@ -199,12 +247,17 @@ class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
             f'{manual_dir}: no {MASKS}/ or {MASKS}.zip; the with_masks config needs the '
             'HAM10000 lesion segmentations')
     rows = [row for row in rows if self._files_exist(row, images, masks, manual_dir)]
+    found = image_hash.fingerprints([layout_image(row, images) for row in rows],
+                                    lambda image: pixels_or_none(image, self.damaged))
+    rows = [rows[k] for k in found.kept]
     if not rows:
       raise image_files.DatasetFileError(
           f'{manual_dir / METADATA}: no row left with its files; nothing to build')
-    assignment = splits.stratified_split([row['dx'] for row in rows], SPLIT_FRACTIONS,
-                                         seed=SPLIT_SEED,
-                                         groups=[row['lesion_id'] for row in rows])
+    pairs = duplicates.find_pairs(found)
+    assignment = splits.stratified_split(
+        [row['dx'] for row in rows], SPLIT_FRACTIONS, seed=SPLIT_SEED,
+        groups=splits.merge_groups([row['lesion_id'] for row in rows], pairs.left,
+                                   pairs.right))
     return {name: self._generate_examples([rows[i] for i in indices], images, masks)
             for name, indices in assignment.items()}
 
@@ -212,10 +265,7 @@ class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
     """Whether the image (and mask) that `row` names are there; if not, `damaged` hears."""
     image_id = row['image_id']
     if not any(image_id in index for index in images):
-      found = ', '.join(source for index in images for source in index.sources)
-      self.damaged(image_files.DatasetFileError(
-          f'{manual_dir / METADATA}: lists image {image_id}, but no {image_id}.jpg is in '
-          f'{found}'))
+      self.damaged(_absent(row, images, manual_dir))
       return False
     if masks is not None and image_id not in masks:
       self.damaged(image_files.DatasetFileError(

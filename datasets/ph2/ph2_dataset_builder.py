@@ -7,7 +7,8 @@ under Common Nevus, Atypical Nevus or Melanoma marks it. The image folders are w
 (the sheet lists all 200 cases); the sheet gives their labels.
 
 Splits, stratified by diagnosis and deterministic: 80/20 train/test as in paper 1, with a
-validation part of 10% of the whole carved from the train part (70/10/20).
+validation part of 10% of the whole carved from the train part (70/10/20). Copies and
+near-duplicates of one image (skinjax.data.duplicates) share a split.
 """
 
 import io
@@ -17,7 +18,8 @@ from etils import epath
 import openpyxl
 import tensorflow_datasets as tfds
 
-from skinjax.data import builders, image_files, splits
+from skinjax.data import builders, duplicates, image_files, image_hash, splits
+from skinjax.data.layout import LayoutImage, pixels_or_none
 
 CLASS_NAMES = ('common_nevus', 'atypical_nevus', 'melanoma')
 SHEET_COLUMNS = ('Common Nevus', 'Atypical Nevus', 'Melanoma')
@@ -91,9 +93,66 @@ def read_diagnoses(manual_dir: epath.Path) -> dict[str, dict | image_files.Datas
   return diagnoses
 
 
+def layout_image(record: dict, manual_dir) -> LayoutImage:
+  """The dermoscopic image of a case record (Builder._record)."""
+  path = record['image']
+  return LayoutImage(
+      key=os.fspath(path.relative_to(epath.Path(manual_dir))), image_id=record['case'],
+      label=record['label'], group=record['case'],
+      read=lambda: (image_files.read_bytes(path), os.fspath(path)))
+
+
+def case_records(manual_dir: epath.Path, damaged=image_files.refuse) -> list[dict]:
+  """Files and diagnosis of every case folder, by name; a case missing a file or a
+  diagnosis goes to `damaged` (raises by default) and is left out."""
+  diagnoses = read_diagnoses(manual_dir)
+  images = manual_dir / IMAGES
+  if not images.is_dir():
+    raise image_files.DatasetFileError(
+        f'{images}: not found; expected the PH2 case folders (IMDxxx/) there')
+  cases = sorted(path.name for path in images.iterdir() if path.is_dir())
+  if not cases:
+    raise image_files.DatasetFileError(f'{images}: holds no case folders')
+  records = [record for record in (_case_record(images, case, diagnoses, manual_dir, damaged)
+                                   for case in cases) if record is not None]
+  if not records:
+    raise image_files.DatasetFileError(f'{images}: no case left with its files and '
+                                       'diagnosis; nothing to build')
+  return records
+
+
+def _case_record(images, case, diagnoses, manual_dir, damaged) -> dict | None:
+  """The files and diagnosis of `case`, or None (and `damaged` hears) when one is missing."""
+  image = images / case / f'{case}_Dermoscopic_Image' / f'{case}.bmp'
+  mask = images / case / f'{case}_lesion' / f'{case}_lesion.bmp'
+  diagnosis = diagnoses.get(case)
+  if diagnosis is None:
+    damaged(image_files.DatasetFileError(
+        f'{images / case}: case folder has no row in {manual_dir / SHEET}'))
+    return None
+  if isinstance(diagnosis, image_files.DatasetFileError):
+    damaged(diagnosis)
+    return None
+  for path in (image, mask):
+    if not path.exists():
+      damaged(image_files.DatasetFileError(
+          f'{path}: not found; expected the PH2 layout {case}/{case}_Dermoscopic_Image/'
+          f'{case}.bmp and {case}/{case}_lesion/{case}_lesion.bmp'))
+      return None
+  return {'case': case, 'image': image, 'mask': mask, **diagnosis}
+
+
+def layout_images(manual_dir, damaged=image_files.refuse) -> list[LayoutImage]:
+  """The dermoscopic image of every case that has its files and a diagnosis."""
+  manual_dir = epath.Path(manual_dir)
+  return [layout_image(record, manual_dir) for record in case_records(manual_dir, damaged)]
+
+
 class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for PH2."""
 
+  # Copies now share a split, which changes nothing where no case copies another (the
+  # real sample, and the 200 cases as far as is known): the version stays.
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release: stratified 70/10/20 splits.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
@@ -122,43 +181,16 @@ class Builder(builders.SkipsDamagedFiles, tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = epath.Path(dl_manager.manual_dir)
-    diagnoses = read_diagnoses(manual_dir)
-    images = manual_dir / IMAGES
-    if not images.is_dir():
-      raise image_files.DatasetFileError(
-          f'{images}: not found; expected the PH2 case folders (IMDxxx/) there')
-    cases = sorted(path.name for path in images.iterdir() if path.is_dir())
-    if not cases:
-      raise image_files.DatasetFileError(f'{images}: holds no case folders')
-    records = [record for record in (self._record(images, case, diagnoses, manual_dir)
-                                     for case in cases) if record is not None]
-    if not records:
-      raise image_files.DatasetFileError(f'{images}: no case left with its files and '
-                                         'diagnosis; nothing to build')
-    assignment = splits.stratified_split([r['label'] for r in records], SPLIT_FRACTIONS,
-                                         seed=SPLIT_SEED)
+    records = case_records(manual_dir, self.damaged)
+    found = image_hash.fingerprints([layout_image(record, manual_dir) for record in records],
+                                    lambda image: pixels_or_none(image, self.damaged))
+    records = [records[k] for k in found.kept]
+    pairs = duplicates.find_pairs(found)
+    assignment = splits.stratified_split(
+        [r['label'] for r in records], SPLIT_FRACTIONS, seed=SPLIT_SEED,
+        groups=splits.merge_groups([r['case'] for r in records], pairs.left, pairs.right))
     return {name: self._generate_examples([records[i] for i in indices])
             for name, indices in assignment.items()}
-
-  def _record(self, images, case, diagnoses, manual_dir) -> dict | None:
-    """The files and diagnosis of `case`, or None (and `damaged` hears) when one is missing."""
-    image = images / case / f'{case}_Dermoscopic_Image' / f'{case}.bmp'
-    mask = images / case / f'{case}_lesion' / f'{case}_lesion.bmp'
-    diagnosis = diagnoses.get(case)
-    if diagnosis is None:
-      self.damaged(image_files.DatasetFileError(
-          f'{images / case}: case folder has no row in {manual_dir / SHEET}'))
-      return None
-    if isinstance(diagnosis, image_files.DatasetFileError):
-      self.damaged(diagnosis)
-      return None
-    for path in (image, mask):
-      if not path.exists():
-        self.damaged(image_files.DatasetFileError(
-            f'{path}: not found; expected the PH2 layout {case}/{case}_Dermoscopic_Image/'
-            f'{case}.bmp and {case}/{case}_lesion/{case}_lesion.bmp'))
-        return None
-    return {'case': case, 'image': image, 'mask': mask, **diagnosis}
 
   def _generate_examples(self, records):
     def example(record):

@@ -1,9 +1,10 @@
 """Copies among images: exact and near-duplicate pairs from fingerprints, and their groups.
 
 A pair is an exact duplicate when the two images decode to equal pixels (equal
-`image_hash.pixel_digest`), and a near-duplicate when their perceptual hashes differ in at
-most `max_distance` bits (default image_hash.NEAR_DUPLICATE_BITS). Groups are the connected
-components of the pairs: copies of copies are one group.
+`image_hash.pixel_digest`), and a near-duplicate when their 64-bit perceptual hashes differ
+in at most `max_distance` bits (default image_hash.NEAR_DUPLICATE_BITS) and their 256-bit
+hashes in at most `confirm_distance` (default image_hash.CONFIRM_BITS). Groups are the
+connected components of the pairs: copies of copies are one group.
 """
 
 import dataclasses
@@ -22,34 +23,40 @@ class Pairs:
 
   left: np.ndarray  # int64[P]
   right: np.ndarray  # int64[P]
-  distance: np.ndarray  # int32[P], perceptual-hash bits that differ
+  distance: np.ndarray  # int32[P], 64-bit perceptual-hash bits that differ
+  fine_distance: np.ndarray  # int32[P], 256-bit hash bits that differ
   exact: np.ndarray  # bool[P], equal decoded pixels
 
   def __len__(self):
     return len(self.left)
 
   def select(self, keep) -> 'Pairs':
-    return Pairs(self.left[keep], self.right[keep], self.distance[keep], self.exact[keep])
+    return Pairs(self.left[keep], self.right[keep], self.distance[keep],
+                 self.fine_distance[keep], self.exact[keep])
 
 
 def _digest_keys(digest: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(digest, np.uint8).view(f'V{digest.shape[1]}').ravel()
 
 
-def find_pairs(first, second=None, *, max_distance: int | None = None) -> Pairs:
+def find_pairs(first, second=None, *, max_distance: int | None = None,
+               confirm_distance: int | None = None) -> Pairs:
   """Exact and near-duplicate pairs, sorted by (left, right).
 
-  first, second: anything with `.digest` (uint8[N, 32]) and `.phash` (uint64[N]), e.g.
-    skinjax.data.split_fingerprints.Fingerprints. With one set, pairs are i < j within it;
-    with two, every (i in first, j in second).
-  max_distance: the near-duplicate threshold in bits (default NEAR_DUPLICATE_BITS);
-    negative: exact duplicates only.
+  first, second: anything with `.digest` (uint8[N, 32]), `.phash` (uint64[N]) and `.fine`
+    (uint64[N, 4]), e.g. skinjax.data.split_fingerprints.Fingerprints. With one set, pairs
+    are i < j within it; with two, every (i in first, j in second).
+  max_distance: the 64-bit threshold in bits (default NEAR_DUPLICATE_BITS); negative:
+    exact duplicates only. confirm_distance: the 256-bit threshold (default CONFIRM_BITS).
   """
   max_distance = image_hash.NEAR_DUPLICATE_BITS if max_distance is None else max_distance
+  confirm_distance = (image_hash.CONFIRM_BITS if confirm_distance is None
+                      else confirm_distance)
   within = second is None
   second = first if within else second
   left, right = [], []
   a, b = np.asarray(first.phash, np.uint64), np.asarray(second.phash, np.uint64)
+  fine_a, fine_b = np.asarray(first.fine, np.uint64), np.asarray(second.fine, np.uint64)
   if max_distance >= 0:
     for start in range(0, len(a), CHUNK):
       distances = image_hash.hamming(a[start:start + CHUNK, None], b[None, :])
@@ -57,8 +64,10 @@ def find_pairs(first, second=None, *, max_distance: int | None = None) -> Pairs:
       if within:  # j > i only
         close &= np.arange(len(b))[None, :] > np.arange(start, start + len(distances))[:, None]
       rows, cols = np.nonzero(close)
-      left.append(rows + start)
-      right.append(cols)
+      rows += start
+      confirmed = image_hash.fine_hamming(fine_a[rows], fine_b[cols]) <= confirm_distance
+      left.append(rows[confirmed])
+      right.append(cols[confirmed])
   # Equal pixels always match, whatever the threshold (their hashes are equal too).
   keys_a, keys_b = _digest_keys(first.digest), _digest_keys(second.digest)
   where_b: dict[bytes, list[int]] = {}
@@ -75,7 +84,8 @@ def find_pairs(first, second=None, *, max_distance: int | None = None) -> Pairs:
   left, right = unique[:, 0], unique[:, 1]
   exact = np.all(np.asarray(first.digest)[left] == np.asarray(second.digest)[right], axis=1)
   distance = image_hash.hamming(a[left], b[right]).astype(np.int32)
-  return Pairs(left, right, distance, exact)
+  fine_distance = image_hash.fine_hamming(fine_a[left], fine_b[right]).astype(np.int32)
+  return Pairs(left, right, distance, fine_distance, exact)
 
 
 def components(count: int, left, right) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Fingerprints (pixel digest, perceptual hash, size) of a prepared TFDS split, cached on disk.
+"""Fingerprints (pixel digest, perceptual hashes, size) of a prepared TFDS split, cached on disk.
 
 Computed once per split and kept beside the resized-array cache of skinjax.data.arrays:
 `<data_dir>/skinjax_arrays/<name>/<config>/<version>/<split>-fingerprints-<key>/`. The key
@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from skinjax.data import image_hash
 
 # Bump when what is stored, or how it is computed, changes: old caches then go unread.
-FORMAT = 'fingerprints-1'
+FORMAT = 'fingerprints-2'
 
 
 @dataclasses.dataclass
@@ -33,6 +33,7 @@ class Fingerprints:
 
   digest: np.ndarray  # uint8[N, 32], SHA-256 of the decoded pixels and their shape
   phash: np.ndarray  # uint64[N], imagehash.phash as an integer (skinjax.data.image_hash)
+  fine: np.ndarray  # uint64[N, 4], the 256-bit hash (image_hash.fine_hash)
   size: np.ndarray  # int32[N, 2], (height, width) as stored
   image_ids: np.ndarray  # str[N]
 
@@ -91,21 +92,30 @@ def decode_stored(data: bytes) -> np.ndarray:
   return np.asarray(image.convert('RGB') if image.mode != 'RGB' else image)
 
 
+def stored_examples(builder, split: str):
+  """The examples of `split` in `as_data_source` order, their images left encoded; a build
+  in another format than array_record (the stock `tfds build` writes tfrecord) is read
+  in file order, which is the same order."""
+  skip = {'image': tfds.decode.SkipDecoding()}
+  if builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
+    source = builder.as_data_source(split=split, decoders=skip)
+    return (source[i] for i in range(len(source)))
+  return tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False, decoders=skip))
+
+
 def compute(builder, split: str, *, progress: Callable[[int], None] | None = None
             ) -> Fingerprints:
   """Fingerprints of every example of a prepared split, without the cache."""
-  source = builder.as_data_source(split=split, decoders={'image': tfds.decode.SkipDecoding()})
   image_ids = []
 
   def stored_images():
-    for i in range(len(source)):
-      example = source[i]
+    for example in stored_examples(builder, split):
       image_id = example['image_id']
       image_ids.append(image_id.decode() if isinstance(image_id, bytes) else str(image_id))
       yield example['image']
 
   found = image_hash.fingerprints(stored_images(), decode_stored, progress=progress)
-  return Fingerprints(found['digest'], found['phash'], found['size'],
+  return Fingerprints(found.digest, found.phash, found.fine, found.size,
                       np.array(image_ids, dtype=str))
 
 

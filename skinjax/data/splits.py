@@ -13,6 +13,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from skinjax.data import duplicates
+
 
 def _largest_remainder(total: int, fractions: Sequence[float]) -> np.ndarray:
   ideal = total * np.asarray(fractions, np.float64)
@@ -82,3 +84,18 @@ def stratified_split(labels: Sequence, fractions: Mapping[str, float], *, seed: 
       for position in order[bounds[split_index]:bounds[split_index + 1]]:
         assigned[name].extend(members[units[position]])
   return {name: np.array(sorted(indices), np.int64) for name, indices in assigned.items()}
+
+
+def merge_groups(groups: Sequence[str], left, right) -> list[str]:
+  """Each example's group after joining the groups of every pair of examples (left[p],
+  right[p]), e.g. copies of one image filed under two lesions.
+
+  A joined group is named by the smallest name among those it joins, so a group that
+  joins no other keeps its name (and `stratified_split` places it as before).
+  """
+  groups = [str(g) for g in groups]
+  names = sorted(set(groups))
+  node = {name: k for k, name in enumerate(names)}
+  roots = duplicates.components(len(names), [node[groups[i]] for i in left],
+                                [node[groups[j]] for j in right])
+  return [names[roots[node[g]]] for g in groups]

@@ -10,9 +10,11 @@ changing it), so segmentation targets are right and classes are learnable.
 download's layout, so the real TFDS builders read them as they read a user's download.
 """
 
+import collections
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import os
 from pathlib import Path
@@ -144,12 +146,14 @@ def _save(array, path: Path, **kwargs):
 
 
 def write_ham10000(root, *, lesions_per_class=None, image_size=(200, 150), mask_scale=1,
-                   max_views=3, seed=0) -> Path:
+                   max_views=3, seed=0, cross_lesion_copies=0) -> Path:
   """HAM10000's layout: metadata CSV, two image folders, 8-bit {0, 255} mask PNGs.
 
   Some lesions get up to `max_views` images (new views of one outline), as in HAM10000.
   image_size is (width, height); masks are mask_scale times larger (the shared copy's
-  200x150 images come with 600x450 masks).
+  200x150 images come with 600x450 masks). cross_lesion_copies: that many images copied
+  byte for byte (with their masks) under a new image id and a new lesion id, same
+  diagnosis, listed in `<root>/planted.json` (kind, copy and original image ids).
   """
   root = Path(root)
   rng = np.random.default_rng(seed)
@@ -182,6 +186,23 @@ def write_ham10000(root, *, lesions_per_class=None, image_size=(200, 150), mask_
         _save((big_mask * 255).astype(np.uint8),
               root / 'HAM10000_segmentations_lesion_tschandl' / f'{image_id}_segmentation.png')
   order = rng.permutation(len(rows))
+  if cross_lesion_copies:
+    planted = []
+    for k, original in enumerate(rows[:cross_lesion_copies]):
+      lesion_number += 1
+      copy = dict(original, image_id=f'ISIC_{image_number:07d}',
+                  lesion_id=f'HAM_{lesion_number:07d}')
+      image_number += 1
+      source = next(root.glob(f'HAM10000_images_part_*/{original["image_id"]}.jpg'))
+      (source.parent / f'{copy["image_id"]}.jpg').write_bytes(source.read_bytes())
+      masks = root / 'HAM10000_segmentations_lesion_tschandl'
+      (masks / f'{copy["image_id"]}_segmentation.png').write_bytes(
+          (masks / f'{original["image_id"]}_segmentation.png').read_bytes())
+      rows.append(copy)
+      planted.append({'kind': 'cross_lesion', 'copy': copy['image_id'],
+                      'original': original['image_id']})
+    order = np.concatenate([order, np.arange(len(order), len(rows))])
+    (root / PLANTED).write_text(json.dumps(planted, indent=1) + '\n')
   with open(root / 'HAM10000_metadata.csv', 'w', newline='') as file:
     writer = csv.DictWriter(file, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -270,8 +291,8 @@ def write_isic9(root, *, train_per_class=10, test_per_class=2, image_size=(180, 
     their class (a split leak);
   - renamed_copies: Train images copied byte for byte beside themselves as
     `ISIC_xxxxxxx(1).jpg`;
-  - near_copies: `altered_copy`s (cropped, re-lit, JPEG quality 60) under a new image id,
-    same class, alternately in Test/ and Train/;
+  - near_copies: `altered_copy`s (re-lit, stretched to 4:3, JPEG quality 60, uncropped)
+    under a new image id, same class, alternately in Test/ and Train/;
   - ham10000, ham10000_copies: images of the HAM10000 layout at `ham10000` squashed to
     image_size and re-encoded (as the shared ISIC9 copy's are), keeping their image ids,
     filed under the class of their diagnosis, alternately in Train/ and Test/.
@@ -341,12 +362,18 @@ def _plant_isic9_faults(root, written, number, image_size, seed, two_classes, tw
     image = np.asarray(Image.open(original).convert('RGB'))
     copy = base / source / original.parent.name / f'ISIC_{number:07d}.jpg'
     number += 1
-    plant('near', original, copy, altered_copy(image, rng))
+    # Uncropped: the full-frame hashes do not survive crops (datasets/README.md).
+    plant('near', original, copy, altered_copy(
+        image, rng, size=(image.shape[1] * 4 // 3, image.shape[0]), max_crop=0.0))
   if ham_copies:
     if ham10000 is None:
       raise ValueError('ham10000_copies needs ham10000, the HAM10000 layout to copy from')
-    rows = list(csv.DictReader(open(Path(ham10000) / 'HAM10000_metadata.csv')))
-    rows.sort(key=lambda row: row['image_id'])
+    by_dx = collections.defaultdict(list)
+    for row in sorted(csv.DictReader(open(Path(ham10000) / 'HAM10000_metadata.csv')),
+                      key=lambda row: row['image_id']):
+      by_dx[row['dx']].append(row)
+    # One of each diagnosis in turn, so that the copies meet every class.
+    rows = [row for turn in itertools.zip_longest(*by_dx.values()) for row in turn if row]
     if ham_copies > len(rows):
       raise ValueError(f'{ham_copies} HAM10000 copies asked; the layout has {len(rows)}')
     for k, row in enumerate(rows[:ham_copies]):
@@ -361,11 +388,16 @@ def _plant_isic9_faults(root, written, number, image_size, seed, two_classes, tw
 
 
 def write_all(root, *, seed=0) -> dict[str, Path]:
-  """Writes the three layouts under `root`; returns dataset name -> manual directory."""
+  """Writes the three layouts under `root`; returns dataset name -> manual directory. The
+  ISIC9 layout has the Kaggle set's faults planted (a few of each kind, and copies of
+  HAM10000 images), so that a build of it meets them."""
   root = Path(root)
-  return {'ham10000': write_ham10000(root / 'HAM10000', seed=seed),
+  ham10000 = write_ham10000(root / 'HAM10000', seed=seed)
+  return {'ham10000': ham10000,
           'ph2': write_ph2(root / 'PH2', seed=seed + 1),
-          'isic9': write_isic9(root / 'ISIC9', seed=seed + 2)}
+          'isic9': write_isic9(root / 'ISIC9', seed=seed + 2, copies_in_two_classes=3,
+                               copies_across_splits=3, renamed_copies=2, near_copies=3,
+                               ham10000=ham10000, ham10000_copies=10)}
 
 
 def ensure_written(root, *, seed=0) -> dict[str, Path]:
