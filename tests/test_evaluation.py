@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from skinjax.data import class_maps, experiment_data, synthetic
+from skinjax.data import builders, class_maps, experiment_data, synthetic
 from skinjax.evaluation import evaluate as evaluate_lib
 from skinjax.models.deepconvnet import DeepConvNet
 from skinjax.train import build
@@ -147,3 +147,17 @@ def test_evaluating_a_workdir_runs_the_model_once_per_example(classifier_run, mo
   # report's Grad-CAM of 7 samples: no second pass for the report's figures.
   assert sum(APPLIED) == 8 + examples, APPLIED
   assert evaluation.outputs['probabilities'].shape == (examples, 7)
+
+
+def test_a_run_is_scored_on_the_dataset_version_it_trained_on(classifier_run, layouts, tmp_path):
+  description = json.loads((classifier_run[0] / 'config.json').read_text())
+  full_name = description['dataset_full_name']  # e.g. ham10000/images/2.0.0
+  found = builders.reopen(full_name, data_dirs=[str(tmp_path / 'empty'), layouts['data_dir']])
+  assert found.info.full_name == full_name
+  # A version this code does not build is never rebuilt in its place (other splits).
+  current = builders.builder_class('ham10000').VERSION
+  with pytest.raises(builders.DatasetNotBuilt,
+                     match=rf'ham10000/images/0.9.0 is not prepared in {tmp_path}, and this '
+                           rf'code builds ham10000 {current}'):
+    builders.reopen('ham10000/images/0.9.0', data_dirs=[str(tmp_path)],
+                    manual_dir=layouts['ham10000'])

@@ -70,6 +70,13 @@ def _decoded_examples(builder, split):
   return tfds.as_numpy(dataset), builder.info.splits[split].num_examples
 
 
+def cache_root(builder) -> Path:
+  """<data_dir>/skinjax_arrays, for a builder made in data_dir or reopened from its folder
+  (tfds.builder_from_directory, whose data_dir_root is the folder itself)."""
+  depth = len(builder.info.full_name.split('/'))  # name[/config]/version
+  return Path(builder.data_path).parents[depth - 1] / 'skinjax_arrays'
+
+
 def cache_path(builder, split: str, size: int, cache_dir) -> Path:
   config = builder.builder_config.name if builder.builder_config else 'default'
   return Path(cache_dir) / builder.name / config / str(builder.version) / f'{split}-{size}'
@@ -108,9 +115,9 @@ def _write_cache(path: Path, arrays: SplitArrays):
 def load_split(builder, split: str, size: int, *, cache_dir=None) -> SplitArrays:
   """The examples of `split` resized to size x size, from the cache or decoded once.
 
-  cache_dir defaults to `<builder data_dir root>/skinjax_arrays`.
+  cache_dir defaults to `<data_dir>/skinjax_arrays` (arrays.cache_root).
   """
-  cache_dir = cache_dir or Path(builder.data_dir_root) / 'skinjax_arrays'
+  cache_dir = cache_dir or cache_root(builder)
   path = cache_path(builder, split, size, cache_dir)
   if path.is_dir():
     return _read_cache(path)

@@ -66,6 +66,12 @@ def prepare(name: str, *, data_dir: str, manual_dir: str | None = None,
                             'give --manual_dir, the folder with the downloaded files')
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  _refuse_skipped(builder, skip_corrupt)
+  return builder
+
+
+def _refuse_skipped(builder, skip_corrupt: bool):
+  """A dataset built leaving damaged files out is used only when asked for."""
   skipped = skipped_count(builder)
   if skipped and not skip_corrupt:
     raise DatasetFileError(
@@ -73,7 +79,31 @@ def prepare(name: str, *, data_dir: str, manual_dir: str | None = None,
         f'(--config.skip_corrupt) and leaves out {skipped} (listed in its metadata.json); '
         'pass --config.skip_corrupt=True to use it as it is, or mend the files and delete '
         'that folder to rebuild it complete')
-  return builder
+
+
+def reopen(full_name: str, *, data_dirs, manual_dir: str | None = None,
+           skip_corrupt: bool = False):
+  """The prepared dataset `full_name` (e.g. 'ham10000/images/1.0.0': the one a run trained
+  on), from the first of `data_dirs` that holds it, whatever version this code builds.
+
+  Where none holds it, it is built into data_dirs[0] only if this code builds that very
+  version (another version may split otherwise); else DatasetNotBuilt says so.
+  """
+  data_dirs = list(dict.fromkeys(data_dirs))
+  for data_dir in data_dirs:
+    path = Path(data_dir) / full_name
+    if (path / 'dataset_info.json').exists():
+      builder = tfds.builder_from_directory(str(path))
+      _refuse_skipped(builder, skip_corrupt)
+      return builder
+  name, *config, version = full_name.split('/')
+  current = builder_class(name).VERSION
+  if str(current) != version:
+    raise DatasetNotBuilt(
+        f'{full_name} is not prepared in {" or ".join(data_dirs)}, and this code builds '
+        f'{name} {current}, whose splits may differ; give the --data_dir that holds {full_name}')
+  return prepare(name, data_dir=data_dirs[0], manual_dir=manual_dir,
+                 config=config[0] if config else None, skip_corrupt=skip_corrupt)
 
 
 def skipped_count(builder) -> int:

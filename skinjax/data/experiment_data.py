@@ -23,16 +23,20 @@ class ExperimentData:
 SPLITS = ('train', 'validation', 'test')
 
 
-def prepare(spec, *, data_dir: str, manual_dir: str | None) -> ExperimentData:
+def prepare(spec, *, data_dir: str | None = None, manual_dir: str | None = None,
+            builder=None) -> ExperimentData:
   """Builds the dataset if needed, loads its splits at spec.image_size, applies
   spec.split_protocol and spec.balance.
 
   spec: a skinjax.train.spec.RunSpec (dataset, dataset_config, skip_corrupt, image_size,
   split_protocol, balance, seed).
+  builder: an already prepared builder to read instead (e.g. the version a run trained on,
+    from builders.reopen).
   """
-  builder = builders.prepare(spec.dataset, data_dir=data_dir, manual_dir=manual_dir,
-                             config=spec.dataset_config or None,
-                             skip_corrupt=spec.skip_corrupt)
+  if builder is None:
+    builder = builders.prepare(spec.dataset, data_dir=data_dir, manual_dir=manual_dir,
+                               config=spec.dataset_config or None,
+                               skip_corrupt=spec.skip_corrupt)
   class_names = tuple(builder.info.features['label'].names)
   train, validation, test = (load(builder, split, spec.image_size) for split in SPLITS)
   if spec.split_protocol == 'paper':

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from skinjax.data import image_hash
+from skinjax.data import arrays, image_hash
 
 # Bump when what is stored, or how it is computed, changes: old caches then go unread.
 FORMAT = 'fingerprints-2'
@@ -123,12 +123,12 @@ def load(builder, split: str, *, cache_dir=None,
          progress: Callable[[int], None] | None = None) -> Fingerprints:
   """The fingerprints of `split` of the prepared `builder`, from the cache or computed once.
 
-  cache_dir defaults to `<builder data_dir root>/skinjax_arrays`.
+  cache_dir defaults to `<data_dir>/skinjax_arrays` (arrays.cache_root).
   """
   if split not in builder.info.splits:
     raise ValueError(f'{builder.info.full_name} has no split {split!r} (it has '
                      f'{", ".join(sorted(builder.info.splits))})')
-  cache_dir = cache_dir or Path(builder.data_dir_root) / 'skinjax_arrays'
+  cache_dir = cache_dir or arrays.cache_root(builder)
   path = cache_path(builder, split, cache_dir)
   if path.is_dir():
     return _read(path)

@@ -79,7 +79,8 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', dataset: str | None =
         'skinjax_dataset_built')
   else:
     data = multihost.primary_first(lambda: experiment_data.prepare(
-        run.spec, data_dir=data_dir, manual_dir=manual_dir), 'skinjax_dataset_built')
+        run.spec, builder=targets_lib.own_builder(run, data_dir, manual_dir)),
+        'skinjax_dataset_built')
     target = targets_lib.own_split(data, split)
   metrics, outputs = evaluate(run, target.arrays, parallel=parallel, batch_size=batch_size)
   if not multihost.is_primary():

@@ -66,21 +66,22 @@ def other_dataset(run, dataset: str, dataset_config: str, split: str, *, data_di
   if split not in SPLITS:
     raise ConfigError(f'--split={split}: expected one of {", ".join(SPLITS)}')
   dataset_config = check_fits(run, dataset, dataset_config)
+  own = own_builder(run, data_dir)  # first: without it nothing can be scored
   builder = builders.prepare(dataset, data_dir=data_dir, manual_dir=manual_dir,
                              config=dataset_config or None)
   arrays = experiment_data.load(builder, split, run.spec.image_size)
   mapping = None
   if run.spec.task == 'classification':
-    own = tuple(builder.info.features['label'].names)
-    mapping = class_maps.class_map(own, run.class_names)
+    names = tuple(builder.info.features['label'].names)
+    mapping = class_maps.class_map(names, run.class_names)
     if mapping is None:
       raise ConfigError(
-          f'--dataset={dataset}: its classes ({", ".join(own)}) do not map onto the classes '
+          f'--dataset={dataset}: its classes ({", ".join(names)}) do not map onto the classes '
           f'of the run in {run.workdir} ({", ".join(run.class_names)}); the declared maps '
           'are in skinjax/data/class_maps.py')
-    lookup = np.array([run.class_names.index(mapping[name]) for name in own], np.int32)
+    lookup = np.array([run.class_names.index(mapping[name]) for name in names], np.int32)
     arrays = dataclasses.replace(arrays, labels=lookup[arrays.labels])
-  seen, excluded = _seen_by_run(run, builder, split, data_dir)
+  seen, excluded = _seen_by_run(run, own, builder, split)
   return Target(f'{dataset}-{split}', builder.info.full_name, split,
                 arrays.take(np.flatnonzero(~seen)), mapping, excluded)
 
@@ -91,24 +92,17 @@ def seen_splits(spec) -> tuple[str, ...]:
   return experiment_data.SPLITS if spec.split_protocol == 'paper' else ('train', 'validation')
 
 
-def _own_builder(run, data_dir: str):
-  """The run's own prepared dataset: where it was trained, else in `data_dir`."""
-  spec = run.spec
-  places = dict.fromkeys([run.description['data_dir'], data_dir])
-  for place in places:
-    try:
-      return builders.prepare(spec.dataset, data_dir=place, config=spec.dataset_config or None,
-                              skip_corrupt=spec.skip_corrupt)
-    except builders.DatasetNotBuilt:
-      continue
-  raise ConfigError(f'--data_dir={data_dir}: the run\'s own dataset {spec.dataset} is not '
-                    f'built there nor in {run.description["data_dir"]}, and its images are '
-                    'needed to leave out those the run saw; give the --data_dir it was built in')
+def own_builder(run, data_dir: str, manual_dir: str | None = None):
+  """The prepared dataset the run trained on (its very version: another may split
+  otherwise), from `data_dir` or the run's own."""
+  return builders.reopen(run.description['dataset_full_name'],
+                         data_dirs=[data_dir, run.description['data_dir']],
+                         manual_dir=manual_dir, skip_corrupt=run.spec.skip_corrupt)
 
 
-def _seen_by_run(run, builder, split: str, data_dir: str):
-  """(bool[N] over the target's examples: seen by the run, the report's account of it)."""
-  own = _own_builder(run, data_dir)
+def _seen_by_run(run, own, builder, split: str):
+  """(bool[N] over the target's examples: seen by the run, the report's account of it).
+  own: the run's own prepared dataset."""
   sources = seen_splits(run.spec)
   found = [overlap.overlap(own, sources, builder, name)
            for name in (experiment_data.SPLITS if split == 'all' else (split,))]
@@ -116,8 +110,10 @@ def _seen_by_run(run, builder, split: str, data_dir: str):
   pairs = [pair for f in found for pair in f.pairs()]
   excluded = {
       'count': int(mask.sum()), 'of': int(len(mask)),
-      'rule': f'exact or near-duplicate (perceptual hash within {found[0].max_distance} bits) '
-              f'of an image in {own.info.full_name} {"/".join(sources)}',
+      'rule': (f'equal pixels, or a near-duplicate (64-bit perceptual hash within '
+               f'{found[0].max_distance} bits, confirmed by the 256-bit one within '
+               f'{found[0].confirm_distance}) of an image in {own.info.full_name} '
+               f'{"/".join(sources)}'),
       'image_ids': sorted({pair['target_id'] for pair in pairs}),
   }
   return mask, excluded
