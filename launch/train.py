@@ -44,10 +44,15 @@ def main(argv):
           trainer.NonFiniteError, DatasetFileError) as error:
     common_flags.fail(str(error))
   except trainer.Preempted as stopped:
-    # As a process ended by SIGTERM reports itself (128 + 15), so that a scheduler or a
-    # `train && evaluate` chain sees the run is not finished; the checkpoint is complete.
+    # As a process ended by the signal reports itself (128 + 15 for SIGTERM, 130 for
+    # SIGINT), so that a scheduler or a `train && evaluate` chain sees the run is not
+    # finished; the checkpoint is complete.
     print(str(stopped), file=sys.stderr)
-    sys.exit(143)
+    sys.exit(stopped.exit_status)
+  except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without a checkpoint
+    print('error: stopped by a second SIGINT; the run resumes from its last complete '
+          'checkpoint', file=sys.stderr)
+    sys.exit(130)
   if jax.process_index() != 0:  # process 0 reports for the run
     return
   shown = {k: round(v, 4) for k, v in evaluation.metrics.items() if isinstance(v, float)}

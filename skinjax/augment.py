@@ -64,37 +64,39 @@ PAPER2_CLASSIFICATION = AugmentConfig(rotation_range=20, horizontal_flip=True,
                                       vertical_flip=True, contrast_range=0.2)
 
 
-def sample_transforms(rng, batch_size: int, height: int, width: int,
-                      config: AugmentConfig) -> dict:
-  """Per-example parameters, named as Keras' get_random_transform names them.
+def sample_transforms(keys, height: int, width: int, config: AugmentConfig) -> dict:
+  """Per-example parameters, named as Keras' get_random_transform names them, each
+  example's drawn from its own key (keys: [B]), so a draw does not depend on which other
+  examples share its batch or device.
 
   Returns float32[B] arrays theta (degrees), tx, ty (pixels), shear (degrees), zx, zy,
   contrast, and bool[B] flip_horizontal, flip_vertical.
   """
-  keys = jax.random.split(rng, 8)
+  def one(key):
+    parts = jax.random.split(key, 9)
 
-  def uniform(key, low, high):
-    return jax.random.uniform(key, (batch_size,), jnp.float32, low, high)
+    def uniform(part, low, high):
+      return jax.random.uniform(part, (), jnp.float32, low, high)
 
-  def shift(key, fraction, size):
-    pixels = fraction * size if fraction < 1 else fraction
-    return uniform(key, -pixels, pixels)
+    def shift(part, fraction, size):
+      pixels = fraction * size if fraction < 1 else fraction
+      return uniform(part, -pixels, pixels)
 
-  zoom_low, zoom_high = config.zoom_bounds
-  return {
-      'theta': uniform(keys[0], -config.rotation_range, config.rotation_range),
-      'tx': shift(keys[1], config.height_shift_range, height),
-      'ty': shift(keys[2], config.width_shift_range, width),
-      'shear': uniform(keys[3], -config.shear_range, config.shear_range),
-      'zx': uniform(keys[4], zoom_low, zoom_high),
-      'zy': uniform(keys[5], zoom_low, zoom_high),
-      'flip_horizontal': jax.random.bernoulli(keys[6], 0.5 * config.horizontal_flip,
-                                              (batch_size,)),
-      'flip_vertical': jax.random.bernoulli(keys[7], 0.5 * config.vertical_flip,
-                                            (batch_size,)),
-      'contrast': uniform(jax.random.fold_in(rng, 8), 1.0 - config.contrast_range,
-                          1.0 + config.contrast_range),
-  }
+    zoom_low, zoom_high = config.zoom_bounds
+    return {
+        'theta': uniform(parts[0], -config.rotation_range, config.rotation_range),
+        'tx': shift(parts[1], config.height_shift_range, height),
+        'ty': shift(parts[2], config.width_shift_range, width),
+        'shear': uniform(parts[3], -config.shear_range, config.shear_range),
+        'zx': uniform(parts[4], zoom_low, zoom_high),
+        'zy': uniform(parts[5], zoom_low, zoom_high),
+        'flip_horizontal': jax.random.bernoulli(parts[6], 0.5 * config.horizontal_flip),
+        'flip_vertical': jax.random.bernoulli(parts[7], 0.5 * config.vertical_flip),
+        'contrast': uniform(parts[8], 1.0 - config.contrast_range,
+                            1.0 + config.contrast_range),
+    }
+
+  return jax.vmap(one)(keys)
 
 
 def keras_affine_matrix(theta, tx, ty, shear, zx, zy, height: int, width: int):
@@ -170,12 +172,12 @@ def apply_transforms(images, masks, params: dict, *, config: AugmentConfig):
                        params['flip_vertical'], params['contrast'])
 
 
-def augment_batch(rng, images, masks=None, *, config: AugmentConfig):
-  """Augments a batch with one random draw per example.
+def augment_batch(keys, images, masks=None, *, config: AugmentConfig):
+  """Augments a batch with one random draw per example, from keys: [B] (one per example).
 
   images: [B, H, W, C] in 0..255 -> float32; masks: [B, H, W, 1] or None, dtype kept.
   Returns (images, masks).
   """
-  batch_size, height, width = images.shape[:3]
-  params = sample_transforms(rng, batch_size, height, width, config)
+  height, width = images.shape[1:3]
+  params = sample_transforms(keys, height, width, config)
   return apply_transforms(images, masks, params, config=config)

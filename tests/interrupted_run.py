@@ -2,12 +2,13 @@
 
   python interrupted_run.py WORKDIR DATA_DIR MANUAL_DIR SIGNAL MOMENT N
 
-SIGNAL: TERM or KILL, or FULL: from then on the operating system refuses to let any file
+SIGNAL: TERM, INT, KILL, INT2 (two SIGINTs at once: the second stops the run there), or FULL: from then on the operating system refuses to let any file
 grow past 4 KiB (RLIMIT_FSIZE, its write failing with EFBIG as a full disk's fails with
 ENOSPC), so the next checkpoint's arrays cannot be written. MOMENT: 'step' (just before
 the N-th train step is dispatched) or 'save' (as soon as the N-th checkpoint save has been
 handed to orbax, its asynchronous write still in flight; FULL waits for that write to
-finish first). Exits 143 when a SIGTERM stopped the run as the launcher does.
+finish first). Exits 128 + the signal number when SIGTERM or SIGINT stopped the run, as
+the launcher does.
 Used by test_interruptions.py: real signals and write failures, at moments chosen exactly.
 """
 
@@ -36,6 +37,9 @@ def main():
     if calls[0] == int(count):
       if signal_name == 'FULL':
         fill_the_disk(checkpointer)
+      elif signal_name == 'INT2':
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
       else:
         os.kill(os.getpid(), getattr(signal, f'SIG{signal_name}'))
 
@@ -69,7 +73,10 @@ def main():
                   show_progress=False)
   except trainer.Preempted as stopped:
     print(stopped, file=sys.stderr)
-    sys.exit(143)
+    sys.exit(stopped.exit_status)
+  except KeyboardInterrupt:  # as launch/train.py answers a second SIGINT
+    print('stopped by a second SIGINT', file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == '__main__':

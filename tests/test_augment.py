@@ -23,8 +23,12 @@ def identity_params(batch_size, **changes):
   return {key: jnp.full((batch_size,), value) for key, value in params.items()}
 
 
+def keys(seed, count):
+  return jax.random.split(jax.random.key(seed), count)
+
+
 def test_zero_ranges_give_the_identity():
-  images, masks = augment_batch(jax.random.key(0), IMAGES, None, config=AugmentConfig())
+  images, masks = augment_batch(keys(0, len(IMAGES)), IMAGES, None, config=AugmentConfig())
   assert masks is None
   np.testing.assert_array_equal(images, IMAGES.astype(np.float32))
 
@@ -75,7 +79,7 @@ def test_masks_stay_binary_and_move_with_their_image(config):
   images = np.repeat(masks * 200, 3, axis=-1)
   nearest = dataclasses.replace(config, interpolation_order=0, contrast_range=0)
   out_images, out_masks = jax.jit(lambda k: augment_batch(k, images, masks, config=nearest))(
-      jax.random.key(1))
+      keys(1, 8))
   assert out_masks.dtype == np.uint8
   assert set(np.unique(out_masks)) <= {0, 1}
   np.testing.assert_array_equal(out_images[..., :1] > 100, out_masks == 1)
@@ -84,18 +88,27 @@ def test_masks_stay_binary_and_move_with_their_image(config):
 
 def test_each_example_gets_its_own_draw():
   same = np.repeat(IMAGES[:1], 4, axis=0)
-  out, _ = augment_batch(jax.random.key(2), same, None, config=PAPER1_CLASSIFICATION)
+  out, _ = augment_batch(keys(2, 4), same, None, config=PAPER1_CLASSIFICATION)
   assert len({np.asarray(x).tobytes() for x in out}) == 4
 
 
 def test_draws_follow_the_configured_ranges():
-  params = sample_transforms(jax.random.key(3), 4096, 28, 28, PAPER1_CLASSIFICATION)
+  params = sample_transforms(keys(3, 4096), 28, 28, PAPER1_CLASSIFICATION)
   assert float(jnp.abs(params['theta']).max()) <= 10.0
   assert float(jnp.abs(params['tx']).max()) <= 0.2 * 28
   assert float(jnp.abs(params['shear']).max()) <= 0.2
   assert abs(float(params['flip_horizontal'].mean()) - 0.5) < 0.05
-  assert not bool(sample_transforms(jax.random.key(3), 64, 28, 28,
+  assert not bool(sample_transforms(keys(3, 64), 28, 28,
                                     PAPER1_SEGMENTATION)['flip_vertical'].any())
+
+
+def test_an_examples_draw_depends_on_its_key_alone():
+  # The same four keys, in a batch of 4 or two batches of 2 (as two devices see them).
+  whole = sample_transforms(keys(4, 4), 28, 28, PAPER1_CLASSIFICATION)
+  halves = [sample_transforms(keys(4, 4)[part], 28, 28, PAPER1_CLASSIFICATION)
+            for part in (slice(0, 2), slice(2, 4))]
+  for name, values in whole.items():
+    np.testing.assert_array_equal(values, np.concatenate([h[name] for h in halves]))
 
 
 def test_contrast_scales_around_the_channel_mean_and_clips():

@@ -2,13 +2,14 @@
 
 The cache holds uint8 arrays (images [N, S, S, 3], masks [N, S, S, 1] in {0, 1}) plus
 int32 labels and the image ids, as one folder of .npy files per (dataset, config,
-version, split, resolution). The folder is written under a temporary name and renamed,
+version, split, resolution, and the prepared split's identity: `split_identity`). The folder is written under a temporary name and renamed,
 so an interrupted write never leaves a cache that loads. Images and masks load
 memory-mapped: a process reads from disk only the rows it gathers (with several
 processes, its own shard; see skinjax.data.pipeline).
 """
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 import shutil
@@ -77,9 +78,23 @@ def cache_root(builder) -> Path:
   return Path(builder.data_path).parents[depth - 1] / 'skinjax_arrays'
 
 
+def split_identity(builder, split: str) -> str:
+  """16 hex digits naming one prepared split: its dataset_info.json (example counts,
+  file lists) and its data files' names, sizes and times. A dataset rebuilt in place, even
+  at the same version, gets another identity, so it never meets the cache of the old."""
+  key = hashlib.sha256()
+  info = Path(builder.data_path) / 'dataset_info.json'
+  key.update(info.read_bytes() if info.exists() else b'')
+  for path in sorted(os.fspath(p) for p in builder.info.splits[split].filepaths):
+    stat = os.stat(path)
+    key.update(f'{os.path.basename(path)}:{stat.st_size}:{stat.st_mtime_ns}\n'.encode())
+  return key.hexdigest()[:16]
+
+
 def cache_path(builder, split: str, size: int, cache_dir) -> Path:
   config = builder.builder_config.name if builder.builder_config else 'default'
-  return Path(cache_dir) / builder.name / config / str(builder.version) / f'{split}-{size}'
+  return (Path(cache_dir) / builder.name / config / str(builder.version) /
+          f'{split}-{size}-{split_identity(builder, split)}')
 
 
 _FIELDS = ('images', 'labels', 'image_ids', 'masks')

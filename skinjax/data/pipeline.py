@@ -44,14 +44,15 @@ class Preprocess:
   mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
   std: tuple[float, float, float] = (255.0, 255.0, 255.0)
 
-  def __call__(self, batch: dict, data: dict | None, rng, *, train: bool) -> dict:
+  def __call__(self, batch: dict, data: dict | None, keys, *, train: bool) -> dict:
+    """keys: one PRNG key per example of the batch (augmentation), or None."""
     batch = dict(batch)
     if 'index' in batch:
       index = batch.pop('index')
       batch.update({key: value[index] for key, value in data.items()})
     images, masks = batch['image'], batch.get('mask')
     if train and self.augment is not None:
-      images, masks = augment_lib.augment_batch(rng, images, masks, config=self.augment)
+      images, masks = augment_lib.augment_batch(keys, images, masks, config=self.augment)
     batch['image'] = (images.astype(jnp.float32) - jnp.asarray(self.mean, jnp.float32)) / (
         jnp.asarray(self.std, jnp.float32))
     if masks is not None:

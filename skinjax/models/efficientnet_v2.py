@@ -38,8 +38,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from skinjax.models.gradcam_map import mark_gradcam_map
 from skinjax.models import depthwise
+from skinjax.models.dropout import ExampleDropout
+from skinjax.models.gradcam_map import mark_gradcam_map
 
 # Keras' CONV_KERNEL_INITIALIZER and DENSE_KERNEL_INITIALIZER.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'truncated_normal')
@@ -225,13 +226,14 @@ def squeeze_excite(layers: Layers, block: Block, x):
   return x * se
 
 
-def residual(block: Block, x, inputs, train: bool):
+def residual(layers: Layers, block: Block, x, inputs, train: bool):
   """Adds the block input back when shapes allow, after Keras' per-example drop."""
   if not block.has_residual:
     return x
   if block.drop_rate:
     # Stochastic depth: Keras Dropout with noise_shape (B, 1, 1, 1).
-    x = nn.Dropout(block.drop_rate, broadcast_dims=(1, 2, 3))(x, deterministic=not train)
+    x = ExampleDropout(block.drop_rate, broadcast_dims=(1, 2, 3), axis_name=layers.axis_name)(
+        x, deterministic=not train)
   return x + inputs
 
 
@@ -267,7 +269,7 @@ class MBConvBlock(nn.Module):
     x = layers.norm(train, name='project_bn')(x)
     if fused_project:
       x = nn.silu(x)
-    return residual(block, x, inputs, train)
+    return residual(layers, block, x, inputs, train)
 
 
 class EfficientNetV2(nn.Module):
@@ -353,7 +355,8 @@ class EfficientNetV2(nn.Module):
     pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2))  # Keras `avg_pool`
     output = pooled
     if self.num_classes is not None:
-      y = nn.Dropout(self.dropout_rate)(pooled, deterministic=not train)
+      y = ExampleDropout(self.dropout_rate, axis_name=self.axis_name)(
+          pooled, deterministic=not train)
       output = nn.Dense(self.num_classes, kernel_init=dense_kernel_init, dtype=self.dtype,
                         param_dtype=self.param_dtype, name='predictions')(y).astype(jnp.float32)
     if return_features:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from skinjax.models.deepconvnet import keras_kernel_init
+from skinjax.models.dropout import ExampleDropout
 from skinjax.models.efficientnet_v2 import EfficientNetV2B3
 
 
@@ -48,10 +49,12 @@ class SkinHead(nn.Module):
                     kernel_init=keras_kernel_init)
     x = feature_map.max(axis=(1, 2))  # GlobalMaxPooling2D
     x = norm(name='pool_bn')(x)
-    x = nn.Dropout(self.dropout_rates[0])(x, deterministic=not train)
+    x = ExampleDropout(self.dropout_rates[0], axis_name=self.axis_name)(
+        x, deterministic=not train)
     x = nn.relu(dense(self.hidden_units, name='hidden')(x))
     x = norm(name='hidden_bn')(x)
-    x = nn.Dropout(self.dropout_rates[1])(x, deterministic=not train)
+    x = ExampleDropout(self.dropout_rates[1], axis_name=self.axis_name)(
+        x, deterministic=not train)
     return dense(self.num_classes, name='logits')(x).astype(jnp.float32)
 
 

@@ -20,16 +20,19 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from skinjax.models.deepconvnet import keras_kernel_init
+from skinjax.models.dropout import ExampleDropout
 
 
 class SpatialDropout(nn.Module):
   """Keras SpatialDropout2D: drops whole channels of an NHWC map, one draw per (B, C)."""
 
   rate: float
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    return nn.Dropout(self.rate, broadcast_dims=(1, 2))(x, deterministic=not train)
+    return ExampleDropout(self.rate, broadcast_dims=(1, 2), axis_name=self.axis_name)(
+        x, deterministic=not train)
 
 
 class ConvBlock(nn.Module):
@@ -88,7 +91,7 @@ class UNet(nn.Module):
     block = partial(ConvBlock, dtype=self.dtype, param_dtype=self.param_dtype,
                     axis_name=self.axis_name, bn_momentum=self.bn_momentum,
                     bn_epsilon=self.bn_epsilon)
-    dropout = partial(SpatialDropout, self.dropout_rate)
+    dropout = partial(SpatialDropout, self.dropout_rate, axis_name=self.axis_name)
     x = images.astype(self.dtype)
     skips = []
     for level in range(self.depth):

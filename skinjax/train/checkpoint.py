@@ -20,6 +20,7 @@ would come to as well.
 """
 
 import os
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -51,6 +52,18 @@ def check_compatible(saved: dict, expected: dict, where: str):
         f'(they differ in {", ".join(differences)})')
 
 
+class CheckpointDamagedError(FileNotFoundError):
+  """No checkpoint asked for loads whole (its files are truncated, missing or overwritten)."""
+
+
+def damage_report(directory: str, requested: int, loaded: int, damaged) -> str:
+  """One line: which steps were damaged, which one was loaded instead, what it costs."""
+  steps = ', '.join(f'{step} ({cause})' for step, cause in damaged)
+  lost = f'; {requested - loaded} steps of work lost' if requested > loaded else ''
+  return (f'checkpoint step(s) {steps} in {directory} are damaged; loaded step {loaded} '
+          f'instead{lost}')
+
+
 class CheckpointWriteError(RuntimeError):
   """A checkpoint could not be written (a full disk, an I/O error); nothing half-written
   is listed, and the run resumes from the last complete checkpoint."""
@@ -67,6 +80,10 @@ def _short_cause(error: BaseException) -> str:
   """The end of an I/O error's message (tensorstore's carry a long spec after it)."""
   text = str(error).split(' [tensorstore_spec=')[0].strip()
   return text if len(text) <= 240 else '...' + text[-240:]
+
+
+def _cause(error: BaseException) -> str:
+  return f'{type(error).__name__}: {_short_cause(error)}'
 
 
 class Checkpointer:
@@ -171,6 +188,40 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore(),
         progress=ocp.args.JsonRestore()))
     return restored.state, restored.config, restored.progress
+
+  def restore_intact(self, template_for, steps: list[int]):
+    """The first of `steps` that loads whole: (state, config, progress, step, damaged).
+
+    template_for(config, progress) gives the state template of a step. A step whose files
+    are damaged (truncated, missing, overwritten) is skipped; damaged lists (step, cause)
+    for each. CheckpointDamagedError when none loads.
+    """
+    damaged = []
+    for step in steps:
+      try:
+        config, progress = self.read_config(step)
+      except Exception as error:  # orbax and tensorstore raise many kinds for bad files
+        damaged.append((step, _cause(error)))
+        continue
+      template = template_for(config, progress)  # its refusals are the caller's to raise
+      try:
+        state, config, progress = self.restore(template, step)
+      except Exception as error:
+        damaged.append((step, _cause(error)))
+        continue
+      return state, config, progress, step, damaged
+    raise CheckpointDamagedError(
+        f'no checkpoint in {self.directory} loads: '
+        + '; '.join(f'step {step} is damaged ({cause})' for step, cause in damaged))
+
+  def set_aside(self, step: int) -> str:
+    """Renames a damaged step's folder out of the way (kept, never listed or loaded
+    again, and the step can be written anew). Writers only: call holding the lock."""
+    source = os.path.join(self.directory, str(step))
+    target = f'{source}.damaged-{int(time.time())}'
+    os.rename(source, target)
+    self._manager.reload()
+    return target
 
   def wait(self):
     """Blocks until pending asynchronous saves are on disk."""

@@ -158,6 +158,62 @@ def phase(name: str, *, epochs: int, learning_rate: float, **model_overrides):
                                     'model_overrides': dict(model_overrides)})
 
 
+# Fields a resumed run may change: how it runs and checkpoints, not what it computes.
+# `phases` may change in the epochs of the phases not yet finished, and of the last one (to
+# extend a run), never below the epochs done.
+RESUMABLE = ('checkpoint_every_steps', 'keep_best', 'parallel', 'data_placement',
+             'data_shards', 'skip_nonfinite')
+
+
+def resume_changes(saved: RunSpec, new: RunSpec, *, epochs_done: int) -> list[str]:
+  """What `new` changes of the run `saved` describes, one line per field ('--config.x
+  old -> new'), after `epochs_done` epochs; ConfigError listing every change a resume may
+  not make."""
+  allowed, refused = [], []
+  for field in dataclasses.fields(RunSpec):
+    old, value = getattr(saved, field.name), getattr(new, field.name)
+    if field.name == 'phases':
+      phase_allowed, phase_refused = _phase_changes(old, value, epochs_done)
+      allowed += phase_allowed
+      refused += phase_refused
+    elif old != value:
+      line = f'--config.{field.name} {_shown(old)} -> {_shown(value)}'
+      (allowed if field.name in RESUMABLE else refused).append(line)
+  if refused:
+    raise ConfigError(
+        f'the workdir holds a run with other settings ({"; ".join(refused)}); a resume may '
+        f'change only {", ".join(RESUMABLE)} and the epochs of unfinished or last phases: '
+        'resume with its own settings, or start a new run in another --workdir')
+  return allowed
+
+
+def _shown(value):
+  if isinstance(value, Normalization):
+    return f'mean {list(value.mean)} std {list(value.std)}'
+  return repr(dict(value)) if isinstance(value, Mapping) else repr(value)
+
+
+def _phase_changes(old, new, epochs_done: int):
+  """(allowed, refused) lines: only epochs may change, and only of phases not finished,
+  never below what is done."""
+  if [p.name for p in old] != [p.name for p in new]:
+    return [], [f'--config.phases {[p.name for p in old]} -> {[p.name for p in new]}']
+  allowed, refused, start = [], [], 0
+  for index, (was, now) in enumerate(zip(old, new)):
+    where = f'--config.phases[{index}]'
+    for name in ('learning_rate', 'model_overrides'):
+      if getattr(was, name) != getattr(now, name):
+        refused.append(f'{where}.{name} {_shown(getattr(was, name))} -> '
+                       f'{_shown(getattr(now, name))}')
+    if was.epochs != now.epochs:
+      line = f'{where}.epochs {was.epochs} -> {now.epochs}'
+      # A finished phase keeps its length (later ones would move), but the last may grow.
+      finished = epochs_done >= start + was.epochs and index < len(old) - 1
+      (refused if finished or start + now.epochs < epochs_done else allowed).append(line)
+    start += was.epochs
+  return allowed, refused
+
+
 def check_processes(parallel: str, data_placement: str, process_count: int, *,
                     flag: str = '--config.parallel'):
   """What several processes cannot do (training and evaluation alike)."""

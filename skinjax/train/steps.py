@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from skinjax.models.dropout import example_keys
+
 
 def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(tree)]))
@@ -30,17 +32,19 @@ def train_step(state, metrics, batch, rng, data=None, *, model, task, preprocess
     metrics: EpochMetrics accumulated so far (from task.empty_metrics()).
     batch: {'image': float[B, H, W, C], plus task targets ('label' or 'mask')}; with a
       `preprocess`, what it takes instead (uint8 images, or {'index': int32[B]} into `data`).
-    rng: a PRNG key; folded with the step (and the device index under pmap), so the
-      same key may be passed every step.
+    rng: a PRNG key, the same on every device; folded with the step, so the same key may
+      be passed every step. Augmentation and dropout draw per example, from it folded
+      with the example's row in the global batch (skinjax.models.dropout), so the draws
+      do not depend on the device layout.
     data: device-resident arrays that `preprocess` gathers the batch from, or None.
     preprocess: skinjax.data.pipeline.Preprocess (gather, augment, normalise) or None.
   """
   rng = jax.random.fold_in(rng, state.step)
-  if axis_name is not None:
-    rng = jax.random.fold_in(rng, lax.axis_index(axis_name))
   augment_rng, dropout_rng = jax.random.split(rng)
   if preprocess is not None:
-    batch = preprocess(batch, data, augment_rng, train=True)
+    local_batch = jax.tree.leaves(batch)[0].shape[0]
+    batch = preprocess(batch, data, example_keys(augment_rng, local_batch, axis_name),
+                       train=True)
 
   def loss_fn(params):
     variables = {'params': params, 'batch_stats': state.batch_stats}

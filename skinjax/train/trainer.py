@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 
 from absl import logging
 import jax
@@ -23,7 +24,8 @@ from skinjax.data import experiment_data, pipeline
 from skinjax.train import build, multihost, passes, phases, transfer
 from skinjax.train import spec as spec_lib
 from skinjax.train import workdir as workdir_lib
-from skinjax.train.checkpoint import Checkpointer, check_compatible
+from skinjax.train.checkpoint import Checkpointer, check_compatible, damage_report
+from skinjax.train.lock import WorkdirLock, remove_unfinished_writes
 from skinjax.train.metric_writer import MetricWriter, summary_line
 from skinjax.train.parallel import make_parallel
 from skinjax.train.preemption import PreemptionWatch
@@ -36,12 +38,15 @@ class NonFiniteError(RuntimeError):
 
 
 class Preempted(Exception):
-  """SIGTERM stopped the run after a checkpoint was written; the same command resumes."""
+  """SIGTERM or SIGINT stopped the run after a checkpoint was written; the same command
+  resumes. exit_status: what a process ended by that signal reports (128 + its number)."""
 
-  def __init__(self, step: int, checkpoint_dir: str):
-    super().__init__(f'stopped by SIGTERM at step {step}; checkpoint saved in '
+  def __init__(self, step: int, checkpoint_dir: str, signal_number: int):
+    name = signal.Signals(signal_number).name
+    super().__init__(f'stopped by {name} at step {step}; checkpoint saved in '
                      f'{checkpoint_dir}; run the same command again to resume')
     self.step = step
+    self.exit_status = 128 + signal_number
 
 
 @dataclasses.dataclass
@@ -98,17 +103,27 @@ def train(spec: spec_lib.RunSpec, workdir: str, *, data_dir: str,
           manual_dir: str | None = None, show_progress: bool = True) -> TrainResult:
   """Trains as `spec` says, checkpointing in `workdir`.
 
-  Raises Preempted after saving when SIGTERM arrives, NonFiniteError (saving nothing) on a
+  Raises Preempted after saving when SIGTERM or SIGINT arrives, NonFiniteError (saving nothing) on a
   non-finite loss or gradient unless spec.skip_nonfinite, ConfigError for a spec that
   cannot run here or on this data.
   """
   spec_lib.check_layout(spec, num_devices=jax.device_count(),
                         process_count=jax.process_count())
-  if multihost.is_primary():  # the others' probes of the same file would race it
-    workdir_lib.check_writable(workdir)
+  # One writer per workdir; process 0 holds the lock for all (the others write only their
+  # part of orbax's saves, which process 0 coordinates).
+  primary = multihost.is_primary()
+  with WorkdirLock(workdir) if primary else contextlib.nullcontext():
+    if primary:
+      workdir_lib.check_writable(workdir)
+    return _train(spec, workdir, data_dir, manual_dir, show_progress)
+
+
+def _train(spec, workdir, data_dir, manual_dir, show_progress) -> TrainResult:
   with PreemptionWatch() as preemption, _opened(spec, workdir, data_dir, manual_dir,
                                                 show_progress, preemption) as run:
-    state, step, index = _init_or_resume(run)
+    state, step, index = _init_or_resume(run)  # refuses a resume that changes the run
+    if multihost.is_primary():  # holding the lock: no other writer can own these
+      remove_unfinished_writes(run.checkpoints.directory, *workdir_lib.phase_dirs(workdir))
     phase = _enter_phase(run, index)
     # The latest and the best keep_best, plus one being written.
     _check_disk_space(run.checkpoints.directory, state, copies=spec.keep_best + 2)
@@ -160,20 +175,37 @@ def _init_or_resume(run: _Run):
   """(host state, step, phase index): fresh at step 0, or the latest checkpoint's."""
   latest = run.checkpoints.latest_step()
   if latest is None:
-    state, step, index = _initial_state(run), 0, 0
-  else:
-    saved, progress = run.checkpoints.read_config(latest)
-    check_compatible(saved, run.description,
-                     f'--workdir={run.workdir}: its checkpoint step {latest}')
-    index, step = int(progress['phase']), int(progress['step'])
-    template, _ = phases.state_template(run.spec.phases[index], run.model, run.spec.image_size)
-    state, _, _ = run.checkpoints.restore(template, latest)
-    if progress.get('data_shards', 1) != run.shards:
-      logging.warning('the run saved in %s read its data in %s shard(s), this one reads it in '
-                      '%d: the data order differs from here on (--config.data_shards keeps '
-                      'it)', run.workdir, progress.get('data_shards', 1), run.shards)
-    logging.info('resuming from step %d (epoch %d) in %s', step, step // run.steps_per_epoch,
-                 run.checkpoints.directory)
+    return _initial_state(run), 0, 0
+
+  def template_for(saved, progress):
+    """The state of the saved run, once its settings are checked against this one's."""
+    where = f'--workdir={run.workdir}'
+    check_compatible(saved, run.description, f'{where}: its checkpoint step {latest}')
+    if saved.get('dataset_full_name') != run.description['dataset_full_name']:
+      raise spec_lib.ConfigError(
+          f'{where}: its run trained on {saved.get("dataset_full_name")}, this one reads '
+          f'{run.description["dataset_full_name"]} (another build, whose splits may differ); '
+          'give the --data_dir that holds the first, or start a new run in another --workdir')
+    done = int(progress['step']) // run.steps_per_epoch
+    for change in spec_lib.resume_changes(workdir_lib.spec_of(saved), run.spec,
+                                          epochs_done=done):
+      logging.info('resuming with a change: %s', change)
+    phase = run.spec.phases[int(progress['phase'])]
+    return phases.state_template(phase, run.model, run.spec.image_size)[0]
+
+  steps = sorted(run.checkpoints.all_steps(), reverse=True)
+  state, _, progress, loaded, damaged = run.checkpoints.restore_intact(template_for, steps)
+  if damaged:
+    logging.warning('%s', damage_report(run.checkpoints.directory, latest, loaded, damaged))
+    for bad, _ in damaged:
+      logging.warning('set aside as %s', run.checkpoints.set_aside(bad))
+  index, step = int(progress['phase']), int(progress['step'])
+  if progress.get('data_shards', 1) != run.shards:
+    logging.warning('the run saved in %s read its data in %s shard(s), this one reads it in '
+                    '%d: the data order differs from here on (--config.data_shards keeps '
+                    'it)', run.workdir, progress.get('data_shards', 1), run.shards)
+  logging.info('resuming from step %d (epoch %d) in %s', step, step // run.steps_per_epoch,
+               run.checkpoints.directory)
   return state, step, index
 
 
@@ -240,7 +272,7 @@ def _run_epoch(run: _Run, phase: _Phase, state, epoch: int, step: int):
                            progress=_progress(run, phase, current, epoch))
       if run.preemption.requested:
         run.checkpoints.wait()
-        raise Preempted(current, run.checkpoints.directory)
+        raise Preempted(current, run.checkpoints.directory, run.preemption.signal_number)
 
   state, metrics, seconds = passes.train_epoch(
       phase.parallel, phase.train_feed, state, order[offset:], jax.random.key(spec.seed + 1),
@@ -278,7 +310,7 @@ def _end_epoch(run: _Run, phase: _Phase, state, epoch: int, step: int, train_met
     kept.close()
   if run.preemption.requested and epoch + 1 < spec.total_epochs:
     run.checkpoints.wait()
-    raise Preempted(step, run.checkpoints.directory)
+    raise Preempted(step, run.checkpoints.directory, run.preemption.signal_number)
 
 
 def _check_nonfinite(run: _Run, phase: _Phase, state):

@@ -25,6 +25,13 @@ def phase_dir(workdir: str, phase_name: str) -> str:
   return os.path.join(workdir, 'phases', phase_name)
 
 
+def phase_dirs(workdir: str) -> list[str]:
+  """The phase folders that exist."""
+  root = os.path.join(workdir, 'phases')
+  return [os.path.join(root, name) for name in sorted(os.listdir(root))] if os.path.isdir(
+      root) else []
+
+
 def report_dir(workdir: str, name: str) -> str:
   return os.path.join(workdir, 'report', name)
 
