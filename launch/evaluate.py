@@ -8,10 +8,12 @@ its own data, or on another dataset of the same task.
 Writes <workdir>/report/<split>/ (another dataset: report/<dataset>-<split>/):
 report.json, classification_report.txt, figures. A classifier is scored on another
 dataset through a declared class map (skinjax/data/class_maps.py), leaving out the images
-it saw in training; the report says which map and how many were left out.
+it saw in training; the report says which map and how many were left out. It reads the
+workdir without its lock and never writes into checkpoints/, so a run can be scored
+while it trains; a workdir it cannot write into gets its metrics printed all the same.
 """
 
-from absl import app, flags
+from absl import flags
 
 import common_flags
 from skinjax.data.image_files import DatasetFileError
@@ -19,49 +21,53 @@ from skinjax.evaluation.evaluate import evaluate_workdir
 from skinjax.evaluation.targets import SPLITS
 from skinjax.train.spec import ConfigError
 
-SPLIT = flags.DEFINE_enum('split', 'test', list(SPLITS),
-                          "Split to score; 'all': every split of another --dataset.")
-STEP = flags.DEFINE_string('step', 'best', "Checkpoint: 'best', 'latest' or a step number.")
-DATASET = flags.DEFINE_string('dataset', None,
-                              'Score on another dataset of the same task (default: the '
-                              "run's own).")
-DATASET_CONFIG = flags.DEFINE_string('dataset_config', '',
-                                     "That dataset's builder config (default: one that fits).")
-PARALLEL = flags.DEFINE_enum('parallel', None, ['pmap', 'jit'],
-                             'Data-parallel wrapper here (default: the mode the run trained '
-                             'with).')
-BATCH_SIZE = flags.DEFINE_integer('batch_size', None,
-                                  "Evaluation batch (default: the run's eval_batch_size).")
-flags.mark_flags_as_required(['workdir'])
+
+def define(values, argv):
+  del argv
+  common_flags.define_common(values)
+  flags.DEFINE_enum('split', 'test', list(SPLITS),
+                    "Split to score; 'all': every split of another --dataset.",
+                    flag_values=values)
+  flags.DEFINE_string('step', 'best', "Checkpoint: 'best', 'latest' or a step number.",
+                      flag_values=values)
+  flags.DEFINE_string('dataset', None, 'Score on another dataset of the same task '
+                      "(default: the run's own).", flag_values=values)
+  flags.DEFINE_string('dataset_config', '', "That dataset's builder config (default: one "
+                      'that fits).', flag_values=values)
+  flags.DEFINE_enum('parallel', None, ['pmap', 'jit'], 'Data-parallel wrapper here '
+                    '(default: the mode the run trained with).', flag_values=values)
+  flags.DEFINE_integer('batch_size', None, "Evaluation batch (default: the run's "
+                       'eval_batch_size).', lower_bound=1, flag_values=values)
 
 
-def main(argv):
-  if len(argv) > 1:
-    common_flags.fail(f'unexpected arguments {argv[1:]}')
-  common_flags.initialize_processes()  # before any JAX computation
+def main(values, rest):
+  del rest
+  common_flags.initialize_processes(common_flags.processes(values))  # before any JAX work
   common_flags.quiet_orbax()
-  step = STEP.value
+  step = values.step
   if step not in ('best', 'latest'):
     if not step.isdigit():
       common_flags.fail(f"--step={step}: expected 'best', 'latest' or a step number")
     step = int(step)
   try:
     evaluation = evaluate_workdir(
-        common_flags.WORKDIR.value, split=SPLIT.value, dataset=DATASET.value,
-        dataset_config=DATASET_CONFIG.value, data_dir=common_flags.DATA_DIR.value,
-        manual_dir=common_flags.MANUAL_DIR.value, step=step, parallel=PARALLEL.value,
-        batch_size=BATCH_SIZE.value)
+        values.workdir, split=values.split, dataset=values.dataset,
+        dataset_config=values.dataset_config, data_dir=values.data_dir,
+        manual_dir=values.manual_dir, step=step, parallel=values.parallel,
+        batch_size=values.batch_size)
   except (FileNotFoundError, ConfigError, DatasetFileError) as error:
     common_flags.fail(str(error))
-  if evaluation.report_dir is None:  # not process 0
+  if evaluation.report_dir is None and evaluation.report_error is None:  # not process 0
     return
   target = evaluation.target
   shown = {k: round(v, 4) for k, v in evaluation.metrics.items() if isinstance(v, float)}
   print(f'{target.name} metrics ({len(target.arrays)} examples): {shown}')
   if target.excluded:
     print(f"left out {target.excluded['count']} images the run saw in training")
+  if evaluation.report_error:
+    common_flags.fail(evaluation.report_error)
   print(f'report: {evaluation.report_dir}/report.json')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common_flags.run(main, define, required=('workdir',))

@@ -14,24 +14,30 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import common_flags  # noqa: E402  (--workdir: a trained classifier or segmenter run)
+import common_flags  # noqa: E402
 from skinjax.data.image_files import DatasetFileError  # noqa: E402
 from skinjax.evaluation import diagnose as diagnose_lib, predict as predict_lib  # noqa: E402
 
-SEGMENTER = flags.DEFINE_string('segmenter_workdir', None, 'A trained U-Net run (diagnosis).')
-CLASSIFIER = flags.DEFINE_string('classifier_workdir', None,
-                                 'A trained classifier run (diagnosis).')
-OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
-                                 'Where results go (default: <workdir>/predictions).')
-MARGIN = flags.DEFINE_float('margin', 0.1, 'Crop margin around the lesion box, as a '
-                            'fraction of its size (diagnosis).')
+
+def define(values, argv):
+  del argv
+  flags.DEFINE_string('workdir', None, 'A trained classifier or segmenter run.',
+                      flag_values=values)
+  flags.DEFINE_string('segmenter_workdir', None, 'A trained U-Net run (diagnosis).',
+                      flag_values=values)
+  flags.DEFINE_string('classifier_workdir', None, 'A trained classifier run (diagnosis).',
+                      flag_values=values)
+  flags.DEFINE_string('output_dir', None, 'Where results go (default: <workdir>/predictions).',
+                      flag_values=values)
+  flags.DEFINE_float('margin', 0.1, 'Crop margin around the lesion box, as a fraction of its '
+                     'size (diagnosis).', lower_bound=0.0, flag_values=values)
 
 
 def overlay(image, mask, path, title, box=None):
@@ -74,30 +80,30 @@ def write_json(path, result):
   os.replace(temporary, path)  # a reader never sees half a result
 
 
-def main(argv):
-  images = argv[1:]
-  pair = SEGMENTER.value or CLASSIFIER.value
+def main(values, images):
+  segmenter_dir, classifier_dir = values.segmenter_workdir, values.classifier_workdir
+  pair = segmenter_dir or classifier_dir
   if not images:
     common_flags.fail('no image files given')
-  if pair and not (SEGMENTER.value and CLASSIFIER.value):
+  if pair and not (segmenter_dir and classifier_dir):
     common_flags.fail('a diagnosis needs both --segmenter_workdir and --classifier_workdir')
-  if not pair and not common_flags.WORKDIR.value:
+  if not pair and not values.workdir:
     common_flags.fail('give --workdir, or --segmenter_workdir with --classifier_workdir')
   common_flags.quiet_orbax()
   try:
     if pair:
-      segmenter = predict_lib.Predictor(SEGMENTER.value)
-      classifier = predict_lib.Predictor(CLASSIFIER.value)
+      segmenter = predict_lib.Predictor(segmenter_dir)
+      classifier = predict_lib.Predictor(classifier_dir)
       if segmenter.task != 'segmentation' or classifier.task != 'classification':
         common_flags.fail(f'--segmenter_workdir holds a {segmenter.task} run and '
                           f'--classifier_workdir a {classifier.task} run; expected '
                           'segmentation and classification')
     else:
-      single = predict_lib.Predictor(common_flags.WORKDIR.value)
+      single = predict_lib.Predictor(values.workdir)
   except FileNotFoundError as error:
     common_flags.fail(str(error))
-  output_dir = OUTPUT_DIR.value or os.path.join(
-      CLASSIFIER.value if pair else common_flags.WORKDIR.value, 'predictions')
+  output_dir = values.output_dir or os.path.join(
+      classifier_dir if pair else values.workdir, 'predictions')
   os.makedirs(output_dir, exist_ok=True)
   failures = 0
   for path, name in zip(images, output_names(images)):
@@ -106,7 +112,7 @@ def main(argv):
       image = predict_lib.read_image(path)
       result['analysed_size'] = [image.shape[1], image.shape[0]]  # width, height
       if pair:
-        diagnosis = diagnose_lib.diagnose(image, segmenter, classifier, MARGIN.value)
+        diagnosis = diagnose_lib.diagnose(image, segmenter, classifier, values.margin)
         result.update(diagnosis.to_json())
         result['overlay'] = os.path.join(output_dir, f'{name}_diagnosis.png')
         overlay(image, diagnosis.mask, result['overlay'],
@@ -139,4 +145,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common_flags.run(main, define, positional=True)

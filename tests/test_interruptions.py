@@ -85,6 +85,26 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_the_run_resumes(classifier_run
   assert_same_params(workdir, classifier_run[0])
 
 
+def test_sigint_saves_a_checkpoint_exits_130_and_the_run_resumes(classifier_run, layouts,
+                                                                 tmp_path):
+  workdir = tmp_path / 'run'
+  result = run_interrupted(workdir, layouts, 'INT', 'step', 7)
+  assert result.returncode == 130, result.stderr[-2000:]
+  assert 'stopped by SIGINT at step 7; checkpoint saved' in result.stderr
+  assert Checkpointer(checkpoint_dir(str(workdir)), read_only=True).latest_step() == 7
+  train(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
+  assert_same_params(workdir, classifier_run[0])
+
+
+def test_a_second_sigint_stops_at_once_without_a_checkpoint(layouts, tmp_path):
+  workdir = tmp_path / 'run'
+  result = run_interrupted(workdir, layouts, 'INT2', 'step', 7)
+  assert result.returncode == 130, result.stderr[-2000:]
+  assert 'stopped by a second SIGINT' in result.stderr
+  # Only the periodic checkpoint before the signals: nothing was saved at step 7.
+  assert Checkpointer(checkpoint_dir(str(workdir)), read_only=True).all_steps() == [4]
+
+
 class LossBlowsUpOnWhiteImages(ClassificationTask):
   """Cross-entropy, but NaN for an all-white input: a stand-in for a batch that diverges."""
 

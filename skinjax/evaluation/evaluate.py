@@ -33,6 +33,7 @@ class Evaluation:
   metrics: dict  # global over all processes
   outputs: dict  # per-example task outputs, one row per example of target.arrays
   report_dir: str | None  # None in processes other than 0, which write nothing
+  report_error: str | None = None  # why the report could not be written (the metrics stand)
 
 
 def evaluate(run: RestoredRun, arrays, *, parallel: str | None = None,
@@ -86,9 +87,14 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', dataset: str | None =
   if not multihost.is_primary():
     return Evaluation(run, target, metrics, outputs, None)
   directory = workdir_lib.report_dir(workdir, target.name)
-  report_lib.write_report(directory, _report_data(run, target, metrics, outputs,
-                                                  read_history(workdir) if history is None
-                                                  else history))
+  try:
+    report_lib.write_report(directory, _report_data(run, target, metrics, outputs,
+                                                    read_history(workdir) if history is None
+                                                    else history))
+  except OSError as error:  # e.g. a read-only workdir: the scores are still worth having
+    return Evaluation(run, target, metrics, outputs, None,
+                      f'{directory}: cannot write the report there ({error.strerror}); '
+                      'the metrics above are complete')
   return Evaluation(run, target, metrics, outputs, directory)
 
 

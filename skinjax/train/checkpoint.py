@@ -20,6 +20,7 @@ would come to as well.
 """
 
 import os
+import sys
 import time
 
 import jax
@@ -80,6 +81,24 @@ def _short_cause(error: BaseException) -> str:
   """The end of an I/O error's message (tensorstore's carry a long spec after it)."""
   text = str(error).split(' [tensorstore_spec=')[0].strip()
   return text if len(text) <= 240 else '...' + text[-240:]
+
+
+def _quiet_reads_after_a_failed_restore():
+  """A restore that fails leaves tensorstore's other reads of that step in flight; when
+  they finish, their callbacks meet orbax's closed event loop and Python prints each as an
+  'Event loop is closed' traceback that says nothing about the damage. Only those are
+  dropped (from the first damaged step on); anything else still reaches the usual hook."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'skinjax_quiet', False):
+    return
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'):
+      previous(unraisable)
+
+  hook.skinjax_quiet = True
+  sys.unraisablehook = hook
 
 
 def _cause(error: BaseException) -> str:
@@ -201,12 +220,14 @@ class Checkpointer:
       try:
         config, progress = self.read_config(step)
       except Exception as error:  # orbax and tensorstore raise many kinds for bad files
+        _quiet_reads_after_a_failed_restore()
         damaged.append((step, _cause(error)))
         continue
       template = template_for(config, progress)  # its refusals are the caller's to raise
       try:
         state, config, progress = self.restore(template, step)
       except Exception as error:
+        _quiet_reads_after_a_failed_restore()
         damaged.append((step, _cause(error)))
         continue
       return state, config, progress, step, damaged

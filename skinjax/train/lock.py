@@ -27,6 +27,8 @@ class WorkdirLock:
   """Context manager: takes the lock of `workdir` or raises ConfigError naming its holder.
 
   Taking it writes nothing but the lock file's holder line; a refused run writes nothing.
+  A run that stops before writing anything else (a mistake found after the lock was
+  taken) leaves the workdir as it found it: a lock file or a folder it made is removed.
   """
 
   def __init__(self, workdir: str):
@@ -35,6 +37,7 @@ class WorkdirLock:
     self._file = None
 
   def __enter__(self):
+    self._made = [path for path in (self.workdir, self.path) if not os.path.exists(path)]
     try:
       os.makedirs(self.workdir, exist_ok=True)
       file = open(self.path, 'a+')  # never truncates: the holder's line stays readable
@@ -58,10 +61,15 @@ class WorkdirLock:
     return self
 
   def __exit__(self, *exc_info):
-    if self._file is not None:
-      fcntl.flock(self._file, fcntl.LOCK_UN)
-      self._file.close()
-      self._file = None
+    if self._file is None:
+      return False
+    if self.path in self._made and os.listdir(self.workdir) == [LOCK_FILE]:
+      os.remove(self.path)  # nothing else was written: leave no trace of the attempt
+      if self.workdir in self._made:
+        os.rmdir(self.workdir)
+    fcntl.flock(self._file, fcntl.LOCK_UN)
+    self._file.close()
+    self._file = None
     return False
 
 

@@ -18,6 +18,7 @@ import types
 import typing
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -145,7 +146,11 @@ def base_config() -> ml_collections.ConfigDict:
     default = (field.default_factory() if field.default_factory is not dataclasses.MISSING
                else field.default)
     object.__setattr__(values, field.name, default)
-  config = ml_collections.ConfigDict(RunSpec.to_dict(values))
+  plain = RunSpec.to_dict(values)
+  # Tuples, not JSON's lists: the command line overrides tuple fields, not list ones.
+  plain['normalization'] = {key: tuple(value) for key, value in plain['normalization'].items()}
+  plain['class_weights'] = tuple(plain['class_weights'])
+  config = ml_collections.ConfigDict(plain)
   config.phases = [ml_collections.ConfigDict(p) for p in config.phases]
   return config
 
@@ -340,9 +345,22 @@ def _model(spec):
 
 def _model_kwargs(spec):
   try:
-    create_model(spec.model, **spec.model_kwargs)
+    model = create_model(spec.model, **spec.model_kwargs)
   except TypeError as error:
     return f'--config.model_kwargs={dict(spec.model_kwargs)}: {spec.model} refuses them ({error})'
+  hints = typing.get_type_hints(type(model))
+  for key, value in spec.model_kwargs.items():
+    if hints.get(key) in (int, float, bool, str):  # a kwarg the spec can type-check
+      _converted(hints[key], value, f'--config.model_kwargs.{key}')
+  if spec.model_kwargs and spec.image_size > 0:
+    # A changed architecture must still build: traced, never run or compiled.
+    try:
+      jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(
+          (1, spec.image_size, spec.image_size, 3)), train=False))
+    except Exception as error:  # noqa: BLE001 - any way the module fails to build
+      return (f'--config.model_kwargs={dict(spec.model_kwargs)}: {spec.model} does not build '
+              f'with them at {spec.image_size}x{spec.image_size} ({type(error).__name__}: '
+              f'{" ".join(str(error).split())[:160]})')
   return None
 
 
