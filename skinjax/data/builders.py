@@ -58,12 +58,19 @@ def prepare(name: str, *, data_dir: str, manual_dir: str | None = None,
   (see the module docstring); without it, a dataset an earlier build made that way is
   refused, so a partial dataset never stands in for the complete one.
   """
-  builder = builder_class(name)(data_dir=data_dir, config=config, file_format='array_record',
-                                skip_corrupt=skip_corrupt)
+  cls = builder_class(name)
+  # A dataset already prepared is read in the format it was written in (the stock `tfds
+  # build` writes tfrecord); a new one is written as array_record, for random access.
+  builder = cls(data_dir=data_dir, config=config, skip_corrupt=skip_corrupt)
   if not builder.is_prepared():
     if manual_dir is None:
       raise DatasetNotBuilt(f'dataset {builder.info.full_name} is not built in {data_dir}; '
                             'give --manual_dir, the folder with the downloaded files')
+    if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
+      raise DatasetFileError(f'--manual_dir={manual_dir}: empty or missing; expected the '
+                             f'{name} download in its public layout (datasets/{name}/README.md)')
+    builder = cls(data_dir=data_dir, config=config, file_format='array_record',
+                  skip_corrupt=skip_corrupt)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   _refuse_skipped(builder, skip_corrupt)

@@ -25,7 +25,9 @@ class DatasetEntry:
 DATASETS = {
     'ham10000': DatasetEntry(configs=('images', 'with_masks'), mask_configs=('with_masks',)),
     'ph2': DatasetEntry(configs=(), mask_configs=('',)),
-    'isic9': DatasetEntry(configs=('all9', 'benign_malignant', 'benign6', 'malignant3'),
+    'isic9': DatasetEntry(configs=('all9', 'benign_malignant', 'benign6', 'malignant3',
+                                   'all9_paper', 'benign_malignant_paper', 'benign6_paper',
+                                   'malignant3_paper'),
                           mask_configs=()),
 }
 DATASET_NAMES = tuple(DATASETS)
