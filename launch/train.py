@@ -17,6 +17,7 @@ import os
 import sys
 
 from absl import app
+from absl import flags
 import jax
 from ml_collections import config_flags
 
@@ -36,11 +37,15 @@ class Invocation:
   workdir: str
   data_dir: str | None
   manual_dir: str | None
+  overlap_manual_dir: str | None
   processes: common_flags.Processes
 
 
 def define(values, argv):
   common_flags.define_common(values)
+  flags.DEFINE_string('overlap_manual_dir', None, 'The download of the dataset that '
+                      '--config.exclude_overlap_with names, when it is not built in '
+                      '--data_dir.', flag_values=values)
   # New attributes are let through to the run spec, which names an unknown field and the
   # closest known one (and so also takes --config.model_kwargs.<keyword>).
   config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
@@ -76,12 +81,18 @@ def parse_and_check(argv, *, num_devices: int | None = None,
   processes = common_flags.processes(values)
   if os.path.exists(values.workdir) and not os.path.isdir(values.workdir):
     raise common_flags.CommandLineError(f'--workdir={values.workdir}: a file, not a folder')
-  if values.manual_dir is not None and not os.path.isdir(values.manual_dir):
-    raise common_flags.CommandLineError(f'--manual_dir={values.manual_dir}: no such folder')
+  for name in ('manual_dir', 'overlap_manual_dir'):
+    folder = getattr(values, name)
+    if folder is not None and not os.path.isdir(folder):
+      raise common_flags.CommandLineError(f'--{name}={folder}: no such folder')
   spec = RunSpec.from_config(values.config)
+  if values.overlap_manual_dir is not None and not spec.exclude_overlap_with:
+    raise common_flags.CommandLineError(
+        '--overlap_manual_dir: only used with --config.exclude_overlap_with=<dataset>')
   if num_devices is not None:
     check_layout(spec, num_devices=num_devices, process_count=process_count or 1)
-  return Invocation(spec, values.workdir, values.data_dir, values.manual_dir, processes)
+  return Invocation(spec, values.workdir, values.data_dir, values.manual_dir,
+                    values.overlap_manual_dir, processes)
 
 
 def run(invocation: Invocation):
@@ -92,7 +103,8 @@ def run(invocation: Invocation):
     check_layout(spec, num_devices=jax.device_count(), process_count=jax.process_count())
     data_dir = common_flags.data_dir(invocation.data_dir)
     result = trainer.train(spec, workdir, data_dir=data_dir,
-                           manual_dir=invocation.manual_dir)
+                           manual_dir=invocation.manual_dir,
+                           overlap_manual_dir=invocation.overlap_manual_dir)
     evaluation = evaluate_workdir(workdir, split='test', history=result.history)
   except (ConfigError, CheckpointMismatchError, CheckpointWriteError, FileNotFoundError,
           trainer.NonFiniteError, DatasetFileError) as error:

@@ -79,8 +79,11 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', dataset: str | None =
         run, dataset, dataset_config, split, data_dir=data_dir, manual_dir=manual_dir),
         'skinjax_dataset_built')
   else:
+    # Only the validation and test splits are scored: the train split's left-out images
+    # (spec.exclude_overlap_with) do not matter here, and the other dataset is not needed.
     data = multihost.primary_first(lambda: experiment_data.prepare(
-        run.spec, builder=targets_lib.own_builder(run, data_dir, manual_dir)),
+        run.spec, builder=targets_lib.own_builder(run, data_dir, manual_dir),
+        leave_out_overlap=False),
         'skinjax_dataset_built')
     target = targets_lib.own_split(data, split)
   metrics, outputs = evaluate(run, target.arrays, parallel=parallel, batch_size=batch_size)

@@ -81,6 +81,10 @@ class RunSpec:
   normalization: Normalization = Normalization()
   # Build the dataset leaving out damaged files (logged, counted in its metadata).
   skip_corrupt: bool = False
+  # 'name' or 'name/config' of another dataset: its validation and test images (found by
+  # pixels) are left out of this run's train split, so a model pretrained here is later
+  # scored on images it has never seen (what was left out: <workdir>/left_out.json).
+  exclude_overlap_with: str = ''
 
   # The schedule: global batch sizes and the phases, in order.
   batch_size: int = 32
@@ -409,6 +413,24 @@ def _dataset(spec):
   return None
 
 
+def _exclude_overlap_with(spec):
+  if not spec.exclude_overlap_with:
+    return None
+  name, _, config = spec.exclude_overlap_with.partition('/')
+  where = f'--config.exclude_overlap_with={spec.exclude_overlap_with!r}'
+  if name not in catalog.DATASETS:
+    return f'{where}: unknown dataset; known: {", ".join(catalog.DATASET_NAMES)}'
+  if config and config not in catalog.DATASETS[name].configs:
+    known = ', '.join(catalog.DATASETS[name].configs) or 'none'
+    return f'{where}: {name} has no config {config!r}; its configs: {known}'
+  if name == spec.dataset:
+    return f'{where}: the run\'s own dataset; name another one (its splits never overlap)'
+  if spec.split_protocol == 'paper':
+    return (f'{where}: the paper protocol trains on copies of every split; use '
+            '--config.split_protocol=lesion')
+  return None
+
+
 def _image_size(spec):
   if spec.image_size <= 0:
     return f'--config.image_size={spec.image_size}: must be positive'
@@ -506,5 +528,5 @@ def _augment(spec):
 
 
 _RULES = (_model, _model_kwargs, _task, _loss, _label_smoothing, _class_weights, _dataset,
-          _image_size, _split_protocol, _balance, _augment, _normalization, _batch_sizes,
-          _phases, _init_from, _seed, _checkpoints, _where)
+          _image_size, _split_protocol, _exclude_overlap_with, _balance, _augment,
+          _normalization, _batch_sizes, _phases, _init_from, _seed, _checkpoints, _where)

@@ -100,8 +100,12 @@ class _Phase:
 
 
 def train(spec: spec_lib.RunSpec, workdir: str, *, data_dir: str,
-          manual_dir: str | None = None, show_progress: bool = True) -> TrainResult:
+          manual_dir: str | None = None, overlap_manual_dir: str | None = None,
+          show_progress: bool = True) -> TrainResult:
   """Trains as `spec` says, checkpointing in `workdir`.
+
+  manual_dir: the download of spec.dataset; overlap_manual_dir: of
+  spec.exclude_overlap_with's dataset (each needed only when it is not built in data_dir).
 
   Raises Preempted after saving when SIGTERM or SIGINT arrives, NonFiniteError (saving nothing) on a
   non-finite loss or gradient unless spec.skip_nonfinite, ConfigError for a spec that
@@ -115,12 +119,12 @@ def train(spec: spec_lib.RunSpec, workdir: str, *, data_dir: str,
   with WorkdirLock(workdir) if primary else contextlib.nullcontext():
     if primary:
       workdir_lib.check_writable(workdir)
-    return _train(spec, workdir, data_dir, manual_dir, show_progress)
+    return _train(spec, workdir, (data_dir, manual_dir, overlap_manual_dir), show_progress)
 
 
-def _train(spec, workdir, data_dir, manual_dir, show_progress) -> TrainResult:
-  with PreemptionWatch() as preemption, _opened(spec, workdir, data_dir, manual_dir,
-                                                show_progress, preemption) as run:
+def _train(spec, workdir, sources, show_progress) -> TrainResult:
+  with PreemptionWatch() as preemption, _opened(spec, workdir, sources, show_progress,
+                                                preemption) as run:
     state, step, index = _init_or_resume(run)  # refuses a resume that changes the run
     if multihost.is_primary():  # holding the lock: no other writer can own these
       remove_unfinished_writes(run.checkpoints.directory, *workdir_lib.phase_dirs(workdir))
@@ -129,6 +133,8 @@ def _train(spec, workdir, data_dir, manual_dir, show_progress) -> TrainResult:
     _check_disk_space(run.checkpoints.directory, state, copies=spec.keep_best + 2)
     if multihost.is_primary():
       workdir_lib.write_description(workdir, run.description)
+      if run.data.left_out is not None:
+        workdir_lib.write_left_out(workdir, run.data.left_out)
     run.writer = MetricWriter(workdir, resume_epoch=step // run.steps_per_epoch)
     state = phase.parallel.replicate(state)
     for epoch in range(step // run.steps_per_epoch, spec.total_epochs):
@@ -145,10 +151,12 @@ def _train(spec, workdir, data_dir, manual_dir, show_progress) -> TrainResult:
 
 
 @contextlib.contextmanager
-def _opened(spec, workdir, data_dir, manual_dir, show_progress, preemption):
+def _opened(spec, workdir, sources, show_progress, preemption):
   """The run's fixed pieces; closed once on the way out, whichever way it goes."""
+  data_dir, manual_dir, overlap_manual_dir = sources
   data = multihost.primary_first(lambda: experiment_data.prepare(
-      spec, data_dir=data_dir, manual_dir=manual_dir), 'skinjax_dataset_built')
+      spec, data_dir=data_dir, manual_dir=manual_dir,
+      overlap_manual_dir=overlap_manual_dir), 'skinjax_dataset_built')
   steps_per_epoch = len(data.train_indices) // spec.batch_size
   if steps_per_epoch == 0:
     raise spec_lib.ConfigError(f'--config.batch_size={spec.batch_size}: larger than the '
@@ -157,7 +165,7 @@ def _opened(spec, workdir, data_dir, manual_dir, show_progress, preemption):
   num_classes = len(data.class_names) if classification else 1
   description = workdir_lib.describe_run(
       spec, class_names=data.class_names if classification else None,
-      dataset_full_name=data.dataset_full_name, data_dir=data_dir)
+      dataset_full_name=data.dataset_full_name, data_dir=data_dir, left_out=data.left_out)
   checkpoints = Checkpointer(workdir_lib.checkpoint_dir(workdir), best_metric=spec.best_metric,
                              best_mode=spec.best_mode, keep_best=spec.keep_best)
   run = _Run(spec, workdir, data, build.model(spec, num_classes), build.task(spec, num_classes),
@@ -186,6 +194,11 @@ def _init_or_resume(run: _Run):
           f'{where}: its run trained on {saved.get("dataset_full_name")}, this one reads '
           f'{run.description["dataset_full_name"]} (another build, whose splits may differ); '
           'give the --data_dir that holds the first, or start a new run in another --workdir')
+    if saved.get('left_out') != run.description['left_out']:
+      raise spec_lib.ConfigError(
+          f'{where}: its run left out {saved.get("left_out")}, this one would leave out '
+          f'{run.description["left_out"]} (another build of the other dataset?); give the '
+          '--data_dir of the first run, or start a new run in another --workdir')
     done = int(progress['step']) // run.steps_per_epoch
     for change in spec_lib.resume_changes(workdir_lib.spec_of(saved), run.spec,
                                           epochs_done=done):

@@ -15,6 +15,7 @@ import os
 from skinjax.train.spec import ConfigError, RunSpec
 
 CONFIG_FILE = 'config.json'
+LEFT_OUT_FILE = 'left_out.json'
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -36,11 +37,17 @@ def report_dir(workdir: str, name: str) -> str:
   return os.path.join(workdir, 'report', name)
 
 
-def describe_run(spec: RunSpec, *, class_names, dataset_full_name: str, data_dir: str) -> dict:
+def describe_run(spec: RunSpec, *, class_names, dataset_full_name: str, data_dir: str,
+                 left_out: dict | None = None) -> dict:
   """What a checkpoint carries besides the weights: enough to rebuild and check the run.
 
   class_names: the classifier's classes, or None for a segmenter (one logit per pixel).
+  left_out: what spec.exclude_overlap_with left out of the train split
+    (experiment_data.leave_out_overlap_with); its counts are kept, its pairs go to
+    left_out.json.
   """
+  summary = None if left_out is None else {
+      key: left_out[key] for key in ('dataset', 'splits', 'count', 'by_class')}
   return {
       'model': spec.model,
       'model_kwargs': dict(spec.model_kwargs),
@@ -57,6 +64,7 @@ def describe_run(spec: RunSpec, *, class_names, dataset_full_name: str, data_dir
       'split_protocol': spec.split_protocol,
       'seed': spec.seed,
       'config': spec.to_dict(),
+      'left_out': summary,
   }
 
 
@@ -67,10 +75,19 @@ def spec_of(description: dict) -> RunSpec:
 
 def write_description(workdir: str, description: dict):
   """Writes config.json under a temporary name, then renames it (never half a file)."""
-  temporary = os.path.join(workdir, CONFIG_FILE + '.tmp')
+  _write_json(workdir, CONFIG_FILE, description)
+
+
+def write_left_out(workdir: str, left_out: dict):
+  """left_out.json: every image spec.exclude_overlap_with left out, with its match."""
+  _write_json(workdir, LEFT_OUT_FILE, left_out)
+
+
+def _write_json(workdir: str, name: str, value):
+  temporary = os.path.join(workdir, name + '.tmp')
   with open(temporary, 'w') as file:
-    json.dump(description, file, indent=2)
-  os.replace(temporary, os.path.join(workdir, CONFIG_FILE))
+    json.dump(value, file, indent=2)
+  os.replace(temporary, os.path.join(workdir, name))
 
 
 def check_writable(workdir: str):
