@@ -92,6 +92,9 @@ def test_unknown_implementation_is_named_in_the_error():
       pass
 
 
+# The layer tests above check each implementation's value and gradient; this whole-network
+# check compiles EfficientNetV2's gradient twice (40 s on 2 cores), so it is in test-slow.
+@pytest.mark.slow
 def test_efficientnet_gives_the_same_logits_and_gradients_with_every_implementation():
   model = create_model('efficientnetv2_tiny', num_classes=5)
   images = jnp.asarray(np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)), jnp.float32)

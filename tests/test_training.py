@@ -39,7 +39,7 @@ def train_and_score(mode, dtype, steps, devices=2):
 
 
 def test_deepconvnet_learns_colour_coded_classes():
-  _, train_metrics, test_metrics = train_and_score('pmap', jnp.float32, steps=150)
+  _, train_metrics, test_metrics = train_and_score('pmap', jnp.float32, steps=300)
   assert test_metrics['accuracy'] > 0.9, (train_metrics, test_metrics)
 
 

@@ -53,9 +53,11 @@ def wait_for(condition, timeout=300):
 
 @pytest.fixture(scope='module')
 def interrupted_workdir(layouts, tmp_path_factory):
-  """A launcher run refused a second writer, then was SIGKILLed mid-run; a third start
-  found a stray unfinished write, cleaned it, and finished the run.
-  Returns (workdir, the second run's result, the first's pid, what the third removed)."""
+  """A launcher run of 30 epochs refused a second writer, then was SIGKILLed mid-run; a
+  third start found a stray unfinished write, cleaned it, and finished the run, shortened
+  to one epoch past the epochs done (a resume may shorten the last phase to no fewer).
+  Returns (workdir, the second run's result, the first's pid, what the third removed, the
+  third's result, the run's epochs)."""
   workdir = tmp_path_factory.mktemp('shared') / 'run'
   log = open(workdir.parent / 'first.log', 'w')
   first = launcher('train.py', *train_args(workdir, layouts), wait=False, log=log)
@@ -73,13 +75,16 @@ def interrupted_workdir(layouts, tmp_path_factory):
   stray = Path(checkpoint_dir(str(workdir))) / '99.orbax-checkpoint-tmp-1700000000'
   stray.mkdir()
   (stray / 'partial').write_text('half a write')
-  third = launcher('train.py', *train_args(workdir, layouts))
+  # No fewer epochs than the killed run checkpointed: it logs each epoch as it ends.
+  epochs = len((workdir / 'metrics.jsonl').read_text().splitlines()) + 1
+  third = launcher('train.py', *train_args(workdir, layouts, epochs=epochs))
   assert third.returncode == 0, third.stderr[-3000:]
-  return workdir, second, first.pid, stray, third
+  assert f'resuming with a change: --config.phases[0].epochs 30 -> {epochs}' in third.stderr
+  return workdir, second, first.pid, stray, third, epochs
 
 
 def test_a_second_run_on_a_workdir_in_use_is_refused_naming_the_first(interrupted_workdir):
-  _, second, pid, _, _ = interrupted_workdir
+  _, second, pid, _, _, _ = interrupted_workdir
   assert second.returncode == 2, second.stderr[-2000:]
   (line,) = error_lines(second)
   assert re.match(rf'error: --workdir=\S+: another run is writing there \(host '
@@ -89,12 +94,12 @@ def test_a_second_run_on_a_workdir_in_use_is_refused_naming_the_first(interrupte
 
 def test_a_killed_run_leaves_no_stale_lock_and_its_unfinished_writes_are_cleaned(
     interrupted_workdir):
-  workdir, _, _, stray, third = interrupted_workdir
+  workdir, _, _, stray, third, run_epochs = interrupted_workdir
   assert 'resuming from step' in third.stderr
   assert not stray.exists()
   assert not [p for p in Path(checkpoint_dir(str(workdir))).iterdir() if 'tmp' in p.name]
   epochs = [json.loads(line)['epoch'] for line in (workdir / 'metrics.jsonl').open()]
-  assert epochs == list(range(30))  # one record per epoch, in order
+  assert epochs == list(range(run_epochs))  # one record per epoch, in order
 
 
 @pytest.mark.parametrize('override,change', [
@@ -106,10 +111,10 @@ def test_a_killed_run_leaves_no_stale_lock_and_its_unfinished_writes_are_cleaned
 ])
 def test_a_resume_that_changes_what_the_run_computes_is_refused(interrupted_workdir, layouts,
                                                                override, change):
-  workdir = interrupted_workdir[0]
+  workdir, epochs = interrupted_workdir[0], interrupted_workdir[-1]
   before = {name: (workdir / name).read_bytes() for name in ('config.json', 'metrics.jsonl')}
   steps = Checkpointer(checkpoint_dir(str(workdir)), read_only=True).all_steps()
-  result = launcher('train.py', *train_args(workdir, layouts, override))
+  result = launcher('train.py', *train_args(workdir, layouts, override, epochs=epochs))
   assert result.returncode == 2, result.stderr[-2000:]
   (line,) = error_lines(result)
   assert re.search(rf'^error: the workdir holds a run with other settings \({change}\); a '
@@ -120,13 +125,16 @@ def test_a_resume_that_changes_what_the_run_computes_is_refused(interrupted_work
 
 def test_a_resume_may_extend_the_run_and_change_how_it_checkpoints(interrupted_workdir,
                                                                    layouts):
-  workdir = interrupted_workdir[0]
+  workdir, epochs = interrupted_workdir[0], interrupted_workdir[-1]
   result = launcher('train.py', *train_args(workdir, layouts,
-                                            '--config.checkpoint_every_steps=3', epochs=31))
+                                            '--config.checkpoint_every_steps=3',
+                                            epochs=epochs + 1))
   assert result.returncode == 0, result.stderr[-2000:]
-  assert 'resuming with a change: --config.phases[0].epochs 30 -> 31' in result.stderr
+  assert (f'resuming with a change: --config.phases[0].epochs {epochs} -> {epochs + 1}'
+          in result.stderr)
   assert 'resuming with a change: --config.checkpoint_every_steps 0 -> 3' in result.stderr
-  assert json.loads((workdir / 'config.json').read_text())['config']['phases'][0]['epochs'] == 31
+  assert json.loads((workdir / 'config.json').read_text())['config']['phases'][0]['epochs'] == (
+      epochs + 1)
 
 
 def damage(step_dir: Path, how: str):
