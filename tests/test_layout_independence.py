@@ -18,7 +18,7 @@ from skinjax import augment
 from skinjax.data import pipeline
 from skinjax.data.arrays import SplitArrays
 from skinjax.models import create_model
-from skinjax.models.dropout import ExampleDropout, global_rows
+from skinjax.models.dropout import ExampleDropout, example_keys, global_rows
 from skinjax.train import passes
 from skinjax.train.parallel import make_parallel
 from skinjax.train.state import create_train_state
@@ -80,3 +80,30 @@ def test_dropout_masks_depend_on_the_examples_global_row_only():
   # A whole channel of an example is kept or dropped (Keras' SpatialDropout2D).
   assert (whole.min(axis=(1, 2)) == whole.max(axis=(1, 2))).all()
   np.testing.assert_array_equal(global_rows(4), np.arange(4))
+
+
+def test_augmented_examples_depend_on_their_global_row_only():
+  """Paper 1's segmentation augmentation of a global batch of 8: on one device, and on
+  four devices of two rows each under pmap, every example gets the same transform."""
+  arrays = lesion_arrays(8)
+  images = arrays.images.astype(np.float32)
+  masks = arrays.masks.astype(np.float32)
+  config = augment.PAPER1_SEGMENTATION
+
+  def augmented(key, images, masks, axis_name=None):
+    keys = example_keys(key, images.shape[0], axis_name)
+    return augment.augment_batch(keys, images, masks, config=config)
+
+  whole = jax.jit(augmented)
+  whole_images, whole_masks = whole(jax.random.key(5), images, masks)
+  split = jax.pmap(lambda i, m: augmented(jax.random.key(5), i, m, 'd'), axis_name='d',
+                   devices=jax.devices()[:4])
+  part_images, part_masks = split(images.reshape(4, 2, *images.shape[1:]),
+                                  masks.reshape(4, 2, *masks.shape[1:]))
+  assert not np.allclose(whole_images, images)  # the batch was transformed
+  np.testing.assert_allclose(np.asarray(part_images).reshape(whole_images.shape),
+                             whole_images, atol=1e-3)
+  np.testing.assert_array_equal(np.asarray(part_masks).reshape(whole_masks.shape), whole_masks)
+  # Another key gives other transforms: the comparison sees the draws.
+  other_images, _ = whole(jax.random.key(6), images, masks)
+  assert np.abs(np.asarray(other_images) - whole_images).max() > 10
