@@ -3,7 +3,8 @@ r"""Precision and recall of the near-duplicate rule, on planted copies and on re
   python benchmarks/near_duplicates.py --data_dir=../shared/data [--originals=300]
 
 Planted: `--originals` HAM10000 images of distinct lesions, each copied once per
-transform (resized to a square, JPEG quality 60, brightness and contrast +-20%, crops);
+transform (resized to a square, JPEG quality 60, brightness and contrast +-20%, crops up
+to 10% per side, also asymmetric and combined with the others);
 recall is the share of copies matched to their original; precision is the share of
 matched (original, copy) pairs that are an original and its own copy. Real: every ISIC9
 file against every HAM10000 image; the truth is the file name (an ISIC9 file named after
@@ -22,7 +23,7 @@ from absl import app, flags
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from skinjax.data import duplicates, image_hash
+from skinjax.data import crop_match, duplicates, image_hash
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('data_dir', '../shared/data', 'Folder with HAM10000/ and ISIC9/.')
@@ -57,6 +58,12 @@ TRANSFORMS = {
     'cropped 5% per side': lambda im, rng: _crop(im, 0.05, 0.05, 0.05, 0.05),
     'cropped 10% per side': lambda im, rng: _crop(im, 0.10, 0.10, 0.10, 0.10),
     'cropped up to 10% per side (random)': lambda im, rng: _crop(im, *rng.uniform(0, .1, 4)),
+    'cropped asymmetrically (10% left, 3% right, 7% bottom)': lambda im, rng: _crop(
+        im, 0.10, 0.0, 0.03, 0.07),
+    'cropped up to 8% per side, squashed, JPEG 60, brightness/contrast +-15%': lambda im, rng:
+        _jpeg(ImageEnhance.Contrast(ImageEnhance.Brightness(
+            _crop(im, *rng.uniform(0, .08, 4)).resize((180, 180))).enhance(
+                rng.uniform(0.85, 1.15))).enhance(rng.uniform(0.85, 1.15)), 60),
 }
 
 
@@ -80,17 +87,18 @@ def planted(ham_dir):
   base = _fingerprints(originals)
   print(f'planted: {len(originals)} HAM10000 originals of distinct lesions, one copy each '
         'per transform')
-  print('| transform | recall | precision | matched pairs |')
-  print('| --- | --- | --- | --- |')
+  print('| transform | recall | of those, as a crop | precision | matched pairs |')
+  print('| --- | --- | --- | --- | --- |')
   for name, transform in TRANSFORMS.items():
     copies = _fingerprints([transform(image, rng) for image in originals])
     pairs = duplicates.find_pairs(base, copies)
     true = int((pairs.left == pairs.right).sum())
+    as_crop = int(((pairs.left == pairs.right) & (pairs.cropped != 0)).sum())
     # False pairs also among the originals themselves (distinct lesions).
     among = len(duplicates.find_pairs(base))
     found = len(pairs) + among
     precision = f'{true / found:.3f}' if found else '- (no match)'
-    print(f'| {name} | {true / len(originals):.3f} ({true}/{len(originals)}) | '
+    print(f'| {name} | {true / len(originals):.3f} ({true}/{len(originals)}) | {as_crop} | '
           f'{precision} | {len(pairs)} (+{among} among the originals) |')
 
 
@@ -111,6 +119,7 @@ def real(ham_dir, isic_dir):
   same_lesion = sum(isic_id[i] != ham_id[j] and lesion.get(isic_id[i]) == lesion[ham_id[j]]
                     for i, j in zip(pairs.left, pairs.right))
   other = len(pairs) - same - same_lesion
+  crop = pairs.cropped != 0
   print(f'real: {len(isic_files)} ISIC9 files x {len(ham_files)} HAM10000 images, '
         f'{seconds:.1f} s')
   print(f'  ISIC9 files named after a HAM10000 image: {named}; matched to it: {same} '
@@ -118,6 +127,12 @@ def real(ham_dir, isic_dir):
   print(f'  matches: {len(pairs)}; same name {same}, another photograph of the same lesion '
         f'{same_lesion}, other {other} (precision by name {same / len(pairs):.4f}, by name '
         f'or lesion {(same + same_lesion) / len(pairs):.4f})')
+  print(f'  matched only as a crop: {int(crop.sum())}; ' + ', '.join(
+      f'{isic_id[i]} ~ {ham_id[j]}' for i, j in zip(pairs.left[crop], pairs.right[crop])))
+  for i, j in zip(pairs.left, pairs.right):
+    if isic_id[i] != ham_id[j]:
+      print(f'  other name: ISIC9 {isic_files[i][len(isic_dir) + 1:]} ~ HAM10000 {ham_id[j]}'
+            f' (lesions {lesion.get(isic_id[i], "-")} / {lesion[ham_id[j]]})')
 
 
 def main(argv):
@@ -125,7 +140,10 @@ def main(argv):
   ham_dir = os.path.join(FLAGS.data_dir, 'HAM10000')
   isic_dir = os.path.join(FLAGS.data_dir, 'ISIC9')
   print(f'rule: 64-bit hashes within {image_hash.NEAR_DUPLICATE_BITS} bits and 256-bit '
-        f'within {image_hash.CONFIRM_BITS}')
+        f'within {image_hash.CONFIRM_BITS}; or a crop (up to {crop_match.MAX_CROP:.1%} per '
+        f'side): 64-bit within {crop_match.CANDIDATE_BITS} of a coarse window, 8x8 correlation '
+        f'>= {crop_match.WINDOW_CORRELATION} at a medium one, 256-bit within '
+        f'{crop_match.CONFIRM_BITS} at the refined window')
   planted(ham_dir)
   real(ham_dir, isic_dir)
 

@@ -3,8 +3,9 @@
 Input: datasets read from their public layout (a manual directory, every file as the
 distribution has it) or from a prepared TFDS build (its examples, by TFDS split). Every
 image is fingerprinted (skinjax.data.image_hash); pairs are exact duplicates (equal decoded
-pixels) or near-duplicates (perceptual hashes within image_hash.NEAR_DUPLICATE_BITS);
-groups are connected components of the pairs.
+pixels) or near-duplicates (perceptual hashes within image_hash.NEAR_DUPLICATE_BITS, or
+one image a crop of the other: skinjax.data.crop_match); groups are connected components
+of the pairs.
 
 Findings, per dataset (over its own pairs): groups of copies, label conflicts (a group
 under two diagnoses, as the source names them), split leaks (a group in two splits: the
@@ -26,7 +27,7 @@ from typing import Callable
 import numpy as np
 import tensorflow_datasets as tfds
 
-from skinjax.data import builders, duplicates, image_hash, split_fingerprints
+from skinjax.data import builders, crop_match, duplicates, image_hash, split_fingerprints
 from skinjax.data.image_files import DatasetFileError
 from skinjax.data.layout import LayoutImage, pixels_or_none
 
@@ -102,7 +103,7 @@ def from_prepared(builder, *, progress: Callable[[int], None] | None = None) -> 
   fingerprints = split_fingerprints.Fingerprints.concatenate(parts)
   found = image_hash.ImageFingerprints(fingerprints.digest, fingerprints.phash,
                                        fingerprints.fine, fingerprints.size,
-                                       np.arange(len(fingerprints)))
+                                       np.arange(len(fingerprints)), fingerprints.thumbnail)
   return AuditedSet(name, f'prepared {builder.data_path}', images, found)
 
 
@@ -132,12 +133,8 @@ class Audit:
     """Pairs of an image of set `first` (left) and one of set `second` (right)."""
     a, b = self.dataset[self.pairs.left], self.dataset[self.pairs.right]
     forward = self.pairs.select((a == first) & (b == second))
-    backward = self.pairs.select((a == second) & (b == first))
-    return duplicates.Pairs(*(np.concatenate([getattr(forward, f), getattr(backward, g)])
-                              for f, g in (('left', 'right'), ('right', 'left'),
-                                           ('distance', 'distance'),
-                                           ('fine_distance', 'fine_distance'),
-                                           ('exact', 'exact'))))
+    backward = self.pairs.select((a == second) & (b == first)).swapped()
+    return duplicates.Pairs.concatenate([forward, backward])
 
   def groups(self, pairs: duplicates.Pairs) -> list[np.ndarray]:
     """Groups of two or more images joined by `pairs` (global image indices), largest
@@ -164,7 +161,8 @@ def audit(sets: list[AuditedSet], *, max_distance: int | None = None,
       np.concatenate([s.fingerprints.phash for s in sets]),
       np.concatenate([s.fingerprints.fine for s in sets]),
       np.concatenate([s.fingerprints.size for s in sets]),
-      np.array([image.image_id for image in images], dtype=str))
+      np.array([image.image_id for image in images], dtype=str),
+      np.concatenate([s.fingerprints.thumbnail for s in sets]))
   pairs = duplicates.find_pairs(everything, max_distance=max_distance,
                                 confirm_distance=confirm_distance)
   return Audit(sets, images, dataset, pairs, max_distance, confirm_distance)
@@ -214,6 +212,7 @@ def set_findings(audit: Audit, index: int) -> dict:
       'skipped': len(audited.skipped), 'skipped_files': audited.skipped,
       'pairs': len(pairs), 'exact_pairs': int(pairs.exact.sum()),
       'near_pairs': int((~pairs.exact).sum()),
+      'cropped_pairs': int((pairs.cropped != 0).sum()),
       'pairs_with_different_image_ids': int(name_differs),
       'exact_groups': len(exact_groups),
       'images_in_exact_groups': int(sum(len(g) for g in exact_groups)),
@@ -244,15 +243,21 @@ def across_findings(audit: Audit, first: int, second: int) -> dict:
   a_labels = collections.Counter(image.label for image in audit.sets[first].images)
   found_labels = collections.Counter(audit.images[n].label for n in matched_a)
   rows = [{'first': _member(audit, i), 'second': _member(audit, j), 'distance': int(d),
-           'fine_distance': int(f), 'exact': bool(e)}
-          for i, j, d, f, e in zip(pairs.left, pairs.right, pairs.distance,
-                                   pairs.fine_distance, pairs.exact)]
+           'fine_distance': int(f), 'exact': bool(e),
+           'cropped': {0: '', duplicates.LEFT_IS_CROP: 'first',
+                       duplicates.RIGHT_IS_CROP: 'second'}[int(c)],
+           'crop': [round(float(x), 4) for x in window], 'crop_distance': int(w)}
+          for i, j, d, f, e, c, window, w in zip(
+              pairs.left, pairs.right, pairs.distance, pairs.fine_distance, pairs.exact,
+              pairs.cropped, pairs.crop, pairs.crop_distance)]
+  whole = pairs.distance[pairs.cropped == 0]
   return {
       'first': a_name, 'second': b_name, 'pairs': len(pairs),
       'exact_pairs': int(pairs.exact.sum()), 'near_pairs': int((~pairs.exact).sum()),
+      'cropped_pairs': int((pairs.cropped != 0).sum()),
       'pairs_with_the_same_image_id': int(same_id),
-      'distance_histogram': np.bincount(pairs.distance, minlength=audit.max_distance + 1
-                                        ).tolist() if len(pairs) else [],
+      'distance_histogram': np.bincount(whole, minlength=audit.max_distance + 1
+                                        ).tolist() if len(whole) else [],
       f'{a_name}_images_found': len(matched_a),
       f'{b_name}_images_found': len(np.unique(pairs.right)),
       f'{a_name}_images_found_by_split': dict(sorted(by_split.items())),
@@ -271,8 +276,10 @@ def findings(audit: Audit) -> dict:
       'confirm_bits': audit.confirm_distance,
       'rule': ('exact: equal decoded pixels; near: 64-bit perceptual hashes (imagehash.phash) '
                f'differing in at most {audit.max_distance} bits and 256-bit ones '
-               f'(hash_size=16) in at most {audit.confirm_distance}; groups: connected '
-               'components of the pairs'),
+               f'(hash_size=16) in at most {audit.confirm_distance}, or one image a crop of '
+               f'the other (up to {crop_match.MAX_CROP:.1%} of each side; 256-bit hashes of '
+               f'the aligned window within {crop_match.CONFIRM_BITS} bits); groups: '
+               'connected components of the pairs'),
       'datasets': [set_findings(audit, k) for k in range(len(audit.sets))],
       'across': [across_findings(audit, a, b)
                  for a, b in itertools.combinations(range(len(audit.sets)), 2)],
@@ -294,6 +301,7 @@ def markdown(report: dict, sheets: dict[str, str]) -> str:
         ('images', found['images']),
         ('damaged files left out', found['skipped']),
         ('duplicate pairs (exact / near)', f'{found["exact_pairs"]} / {found["near_pairs"]}'),
+        ('near pairs matched only as a crop', found['cropped_pairs']),
         ('pairs whose image ids differ', found['pairs_with_different_image_ids']),
         ('exact-copy groups (images in them)',
          f'{found["exact_groups"]} ({found["images_in_exact_groups"]})'),
@@ -319,10 +327,11 @@ def markdown(report: dict, sheets: dict[str, str]) -> str:
     lines += _table(['what', 'count'], [
         ('matched pairs (exact / near)',
          f'{found["pairs"]} ({found["exact_pairs"]} / {found["near_pairs"]})'),
+        ('near pairs matched only as a crop', found['cropped_pairs']),
         ('pairs with the same image id', found['pairs_with_the_same_image_id']),
         (f'{a} images found in {b}', found[f'{a}_images_found']),
         (f'{b} images found in {a}', found[f'{b}_images_found']),
-        ('64-bit hash distance of the pairs (0, 1, 2, ... bits)',
+        ('64-bit hash distance of the pairs matched whole (0, 1, 2, ... bits)',
          ', '.join(map(str, found['distance_histogram']))),
     ])
     lines += ['', f'{a} images found in {b}, by {a} split and by {a} diagnosis:', '']
@@ -378,7 +387,10 @@ def write_report(audit: Audit, output_dir, *, sheet_rows: int = 12) -> dict:
         contact_sheet.write(audit, [[r['first'], r['second']] for r in chosen],
                             output_dir / file, title=f'{a} x {b}: {title}',
                             notes=[f'{r["distance"]} / 64 and {r["fine_distance"]} / 256 bits '
-                                   'apart' + (' (equal pixels)' if r['exact'] else '')
+                                   'apart' + (' (equal pixels)' if r['exact'] else '') +
+                                   (f'; the {r["cropped"]} a crop of the other, '
+                                    f'{r["crop_distance"]} / 256 bits from its window'
+                                    if r['cropped'] else '')
                                    for r in chosen])
         sheets[f'{a} x {b}: {title}'] = file
   (output_dir / 'audit.json').write_text(json.dumps(report, indent=1) + '\n')

@@ -15,8 +15,9 @@
 
 Two images are near-duplicates when their 64-bit hashes differ in at most
 NEAR_DUPLICATE_BITS bits and their 256-bit hashes in at most CONFIRM_BITS (`hamming`,
-`fine_hamming`); the thresholds and their measured precision and recall are in
-datasets/README.md.
+`fine_hamming`), or when one is a crop of the other (skinjax.data.crop_match, from the
+64x64 thumbnails kept in the fingerprints); the thresholds and their measured precision
+and recall are in datasets/README.md.
 """
 
 import dataclasses
@@ -133,6 +134,7 @@ class ImageFingerprints:
   fine: np.ndarray  # uint64[M, 4], the 256-bit hash
   size: np.ndarray  # int32[M, 2], (height, width)
   kept: np.ndarray  # int64[M], the position of each image among the items given
+  thumbnail: np.ndarray  # uint8[M, 64, 64], the grey thumbnail of `fine` (crop_match's)
 
   def __len__(self):
     return len(self.phash)
@@ -149,7 +151,7 @@ def fingerprints(items: Iterable[T], decode: Callable[[T], np.ndarray | None], *
   called with the number of items done, once per batch.
   Returns the M images' fingerprints in the order of `items`.
   """
-  digests, hashes, fines, sizes, kept = [], [], [], [], []
+  digests, hashes, fines, sizes, kept, thumbnails = [], [], [], [], [], []
 
   def work(item):
     image = decode(item)
@@ -163,7 +165,8 @@ def fingerprints(items: Iterable[T], decode: Callable[[T], np.ndarray | None], *
     position += len(chunk)
     if done:
       hashes.append(phash_of_thumbnails(np.stack([found[1] for _, found in done])))
-      fines.append(pack(dct_bits(np.stack([found[2] for _, found in done]), FINE_HASH_SIZE)))
+      thumbnails.append(np.stack([found[2] for _, found in done]))
+      fines.append(pack(dct_bits(thumbnails[-1], FINE_HASH_SIZE)))
       digests.extend(found[0] for _, found in done)
       sizes.extend(found[3] for _, found in done)
       kept.extend(k for k, _ in done)
@@ -175,4 +178,6 @@ def fingerprints(items: Iterable[T], decode: Callable[[T], np.ndarray | None], *
       phash=np.concatenate(hashes) if hashes else np.zeros((0,), np.uint64),
       fine=np.concatenate(fines) if fines else np.zeros((0, FINE_WORDS), np.uint64),
       size=np.array(sizes, np.int32).reshape(-1, 2),
-      kept=np.array(kept, np.int64))
+      kept=np.array(kept, np.int64),
+      thumbnail=(np.concatenate(thumbnails) if thumbnails else
+                 np.zeros((0, 4 * FINE_HASH_SIZE, 4 * FINE_HASH_SIZE), np.uint8)))

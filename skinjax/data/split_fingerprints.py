@@ -1,4 +1,4 @@
-"""Fingerprints (pixel digest, perceptual hashes, size) of a prepared TFDS split, cached on disk.
+"""Fingerprints (pixel digest, perceptual hashes, grey thumbnail, size) of a prepared TFDS split, cached on disk.
 
 Computed once per split and kept beside the resized-array cache of skinjax.data.arrays:
 `<data_dir>/skinjax_arrays/<name>/<config>/<version>/<split>-fingerprints-<key>/`. The key
@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from skinjax.data import arrays, image_hash
 
 # Bump when what is stored, or how it is computed, changes: old caches then go unread.
-FORMAT = 'fingerprints-2'
+FORMAT = 'fingerprints-3'  # 3: the 64x64 thumbnails, for crop_match
 
 
 @dataclasses.dataclass
@@ -36,6 +36,7 @@ class Fingerprints:
   fine: np.ndarray  # uint64[N, 4], the 256-bit hash (image_hash.fine_hash)
   size: np.ndarray  # int32[N, 2], (height, width) as stored
   image_ids: np.ndarray  # str[N]
+  thumbnail: np.ndarray  # uint8[N, 64, 64], grey (image_hash.fingerprints; crop_match)
 
   def __len__(self):
     return len(self.phash)
@@ -116,7 +117,7 @@ def compute(builder, split: str, *, progress: Callable[[int], None] | None = Non
 
   found = image_hash.fingerprints(stored_images(), decode_stored, progress=progress)
   return Fingerprints(found.digest, found.phash, found.fine, found.size,
-                      np.array(image_ids, dtype=str))
+                      np.array(image_ids, dtype=str), found.thumbnail)
 
 
 def load(builder, split: str, *, cache_dir=None,

@@ -254,6 +254,8 @@ ISIC9_FOLDER_OF_HAM10000 = {
     'akiec': 'actinic keratosis', 'bcc': 'basal cell carcinoma',
     'bkl': 'pigmented benign keratosis', 'df': 'dermatofibroma', 'mel': 'melanoma',
     'nv': 'nevus', 'vasc': 'vascular lesion'}
+# Crops that duplicates.find_pairs finds (skinjax.data.crop_match: up to 12.5% per side).
+NEAR_COPY_CROP = 0.08
 PLANTED = 'planted.json'  # beside the layout's own folder: what write_isic9 planted
 
 
@@ -291,7 +293,8 @@ def write_isic9(root, *, train_per_class=10, test_per_class=2, image_size=(180, 
     their class (a split leak);
   - renamed_copies: Train images copied byte for byte beside themselves as
     `ISIC_xxxxxxx(1).jpg`;
-  - near_copies: `altered_copy`s (re-lit, stretched to 4:3, JPEG quality 60, uncropped)
+  - near_copies: `altered_copy`s (cropped by up to NEAR_COPY_CROP per side, re-lit,
+    stretched to 4:3, JPEG quality 60)
     under a new image id, same class, alternately in Test/ and Train/;
   - ham10000, ham10000_copies: images of the HAM10000 layout at `ham10000` squashed to
     image_size and re-encoded (as the shared ISIC9 copy's are), keeping their image ids,
@@ -362,9 +365,8 @@ def _plant_isic9_faults(root, written, number, image_size, seed, two_classes, tw
     image = np.asarray(Image.open(original).convert('RGB'))
     copy = base / source / original.parent.name / f'ISIC_{number:07d}.jpg'
     number += 1
-    # Uncropped: the full-frame hashes do not survive crops (datasets/README.md).
     plant('near', original, copy, altered_copy(
-        image, rng, size=(image.shape[1] * 4 // 3, image.shape[0]), max_crop=0.0))
+        image, rng, size=(image.shape[1] * 4 // 3, image.shape[0]), max_crop=NEAR_COPY_CROP))
   if ham_copies:
     if ham10000 is None:
       raise ValueError('ham10000_copies needs ham10000, the HAM10000 layout to copy from')
