@@ -32,7 +32,11 @@ def real_ham10000(tmp_path_factory):
                           manual_dir=str(SHARED_DATA / 'HAM10000'), config='with_masks')
 
 
+# The whole HAM10000 with its masks (10,015 images, grouped by lesion and by copies, crops
+# included) takes minutes to build on 2 cores: test-slow. make test builds the real ISIC9
+# (tests/test_copies_in_builders.py) and the real samples.
 @needs_shared_data
+@pytest.mark.slow
 def test_ham10000_has_every_image_with_the_published_label_counts(real_ham10000):
   counts, lesions = collections.Counter(), {}
   names = real_ham10000.info.features['label'].names
@@ -54,6 +58,7 @@ def test_ham10000_has_every_image_with_the_published_label_counts(real_ham10000)
 
 
 @needs_shared_data
+@pytest.mark.slow
 def test_ham10000_masks_are_binary_and_resized_to_their_images(real_ham10000):
   source = real_ham10000.as_data_source(split='test')
   for i in range(0, len(source), 250):
