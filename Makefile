@@ -18,10 +18,12 @@ setup: $(STAMP)
 demo: setup
 	$(PY) launch/demo.py --workdir=runs/demo
 
-# Two workers, each taking whole test files (a file's fixtures are built once). On the
-# 2-core CI machine, at 0efe4ca, back to back: 429 s with two workers, 743 s in one process.
+# Three workers on 2 cores, each taking whole test files (a file's fixtures are built
+# once): tests wait on the processes they start, and two workers left a seventh of the CPU
+# idle. pytest alone on this 2-core Xeon, back to back at one tree, 2026-12-02: 492 s with
+# two workers, 449 s with three; 403 s once conftest.py also turned LLVM's passes off.
 # TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 # lint-imports: the package floors of pyproject's [tool.importlinter] (ARCHITECTURE.md).
 test: setup
 	$(VENV)/bin/lint-imports --no-logo

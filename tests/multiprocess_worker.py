@@ -1,6 +1,7 @@
 """One process of a multi-process test run (see test_multiprocess.py).
 
-  python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT DATA_DIR MANUAL_DIR
+  python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT DATA_DIR MANUAL_DIR \
+      [DATA_SHARDS]
 
 Trains and scores the test split (training_runs.train) on the synthetic HAM10000 into
 OUT/workdir, then writes OUT/writes_<id>.json: the files this process opened for writing
@@ -53,7 +54,7 @@ def _record_writes(workdir: str, into: list):
   sys.addaudithook(hook)
 
 
-def main(process_id, num_processes, port, out, data_dir, manual_dir):
+def main(process_id, num_processes, port, out, data_dir, manual_dir, data_shards='0'):
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # training_runs
   from skinjax.train import multihost
   multihost.initialize(coordinator_address=f'localhost:{port}',
@@ -64,9 +65,10 @@ def main(process_id, num_processes, port, out, data_dir, manual_dir):
   _record_writes(workdir, writes)
   _record_reads(reads)
   layouts = {'data_dir': data_dir, 'ham10000': manual_dir}
-  metrics = train(run_config(), workdir, layouts)
+  config = run_config(data_shards=int(data_shards))
+  metrics = train(config, workdir, layouts)
   from skinjax.data import experiment_data
-  data = experiment_data.prepare(run_config(), data_dir=data_dir, manual_dir=manual_dir)
+  data = experiment_data.prepare(config, data_dir=data_dir, manual_dir=manual_dir)
   splits = {'train': data.train, 'validation': data.validation, 'test': data.test}
   rows_read = {name: sorted(reads.get(str(arrays.image_ids[0]), ()))
                for name, arrays in splits.items()}

@@ -6,12 +6,14 @@ import os
 import subprocess
 import sys
 
+import launcher_env
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_demo_builds_trains_evaluates_and_reports(tmp_path):
   # One CPU device, as `make demo` runs on a machine without an accelerator.
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  env = launcher_env.with_devices(1)
   result = subprocess.run(
       [sys.executable, os.path.join(REPO, 'launch', 'demo.py'), f'--workdir={tmp_path}',
        '--classifier_epochs=1', '--segmenter_epochs=1', '--batch_size=4',

@@ -19,6 +19,7 @@ import train as train_launcher  # noqa: E402
 from skinjax.data import catalog  # noqa: E402
 from skinjax.models import MODELS  # noqa: E402
 from skinjax.train.spec import AUGMENTATIONS, ConfigError, RunSpec  # noqa: E402
+import launcher_env  # noqa: E402
 
 
 CONFIGS = sorted(str(path) for path in (REPO / 'launch' / 'configs').glob('*.py'))
@@ -81,7 +82,7 @@ def test_a_config_file_that_cannot_be_loaded_is_named(tmp_path, argv):
 
 
 def launch(*args):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4')
+  env = launcher_env.with_devices(4)
   return subprocess.run([sys.executable, str(REPO / 'launch' / 'train.py'), *args],
                         capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
 

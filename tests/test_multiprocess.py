@@ -16,10 +16,10 @@ import jax
 import numpy as np
 import pytest
 
-import multiprocess_worker
-from training_runs import train
+import launcher_env
 from skinjax.train.metric_writer import read_history
 from skinjax.evaluation.restore import restore_run
+
 
 WORKER = Path(__file__).with_name('multiprocess_worker.py')
 REPO = WORKER.parents[1]
@@ -31,10 +31,12 @@ def free_port() -> int:
     return sock.getsockname()[1]
 
 
-def run_processes(out, *extra, num_processes=2, timeout=300):
-  """Starts the worker as `num_processes` processes of 2 CPU devices; all must succeed."""
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO),
-             XLA_FLAGS='--xla_force_host_platform_device_count=2')  # not the session's 4
+def run_processes(out, *extra, num_processes=2, devices=2, timeout=300):
+  """Starts the worker as `num_processes` processes of `devices` CPU devices; all must
+  succeed. XLA's default optimisation: runs compared across layouts agree to round-off
+  there, and Adam turns other round-off (of near-zero gradients) into steps of its size."""
+  env = launcher_env.with_devices(devices, optimized=True, JAX_PLATFORMS='cpu',
+                                  PYTHONPATH=str(REPO))
   env.pop('JAX_COMPILATION_CACHE_DIR', None)  # programs of another device assignment
   port = free_port()
   logs = [Path(out) / f'process_{i}.log' for i in range(num_processes)]
@@ -72,13 +74,15 @@ def flat(params):
 
 def test_a_two_process_run_checkpoints_what_a_one_process_run_does_and_only_process_0_logs(
     layouts, tmp_path):
-  # One process of the session's 4 devices reading the data in 2 shards, as 2 processes
-  # do by default; it also builds the dataset the workers read.
-  reference = train(multiprocess_worker.run_config(data_shards=2), tmp_path / 'one', layouts)
+  # One process of 4 devices reading the data in 2 shards, as 2 processes do by default;
+  # it also builds the dataset the workers read.
+  run_processes(tmp_path / 'one', layouts['data_dir'], layouts['ham10000'], '2',
+                num_processes=1, devices=4)
+  reference = json.loads((tmp_path / 'one' / 'writes_0.json').read_text())['test_metrics']
   run_processes(tmp_path / 'two', layouts['data_dir'], layouts['ham10000'])
   workdir = tmp_path / 'two' / 'workdir'
-  two, one = restore_run(str(workdir), step='latest'), restore_run(str(tmp_path / 'one'),
-                                                                    step='latest')
+  two, one = restore_run(str(workdir), step='latest'), restore_run(
+      str(tmp_path / 'one' / 'workdir'), step='latest')
   assert two.step == one.step == 6  # 2 epochs of 3 steps
   assert_trees_close(flat(two.state.params), flat(one.state.params))
   # Logs and the report come from process 0 alone: one line per epoch, one event file.

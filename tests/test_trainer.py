@@ -19,6 +19,7 @@ from skinjax.train.checkpoint import CheckpointMismatchError
 from skinjax.train.metric_writer import read_history
 from skinjax.train.spec import ConfigError, RunSpec, check_layout
 from skinjax.train.workdir import check_writable
+import launcher_env
 from training_runs import classifier_spec, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,8 +80,8 @@ def test_a_pmap_run_on_4_devices_resumes_with_jit_on_2(layouts, tmp_path):
   train(classifier_spec(epochs=1, augment='none', balance='none'), tmp_path / 'pmap4', layouts)
   shutil.copytree(tmp_path / 'pmap4', tmp_path / 'jit2')
   train(classifier_spec(epochs=2, augment='none', balance='none'), tmp_path / 'pmap4', layouts)
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
-             PYTHONPATH=os.pathsep.join([str(REPO / 'tests'), str(REPO)]))
+  env = launcher_env.with_devices(2, PYTHONPATH=os.pathsep.join([str(REPO / 'tests'),
+                                                                 str(REPO)]))
   env.pop('JAX_COMPILATION_CACHE_DIR', None)  # programs of another device assignment
   result = subprocess.run(
       [sys.executable, '-c', RESUME_WITH_JIT, str(tmp_path / 'jit2'), layouts['data_dir'],
@@ -101,9 +102,7 @@ def test_a_checkpoint_of_another_resolution_is_refused_with_both_descriptions(
 
 
 def run_launcher(script, *args, devices=None):
-  env = dict(os.environ)
-  if devices is not None:
-    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  env = dict(os.environ) if devices is None else launcher_env.with_devices(devices)
   return subprocess.run([sys.executable, str(REPO / 'launch' / script), *args],
                         capture_output=True, text=True, timeout=600, env=env)
 

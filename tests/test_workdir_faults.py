@@ -21,13 +21,14 @@ import pytest
 from skinjax.train.checkpoint import Checkpointer
 from skinjax.train.workdir import checkpoint_dir
 from training_runs import classifier_spec, train
+import launcher_env
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'launch' / 'configs' / 'deepconvnet_ham10000.py'
 
 
 def launcher(script, *args, wait=True, log=None):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4')
+  env = launcher_env.with_devices(4)
   command = [sys.executable, str(REPO / 'launch' / script), *map(str, args)]
   if not wait:
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
