@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from skinjax.data import builders, synthetic
+from skinjax.evaluation.evaluate import evaluate_workdir
 from skinjax.train import trainer
 from skinjax.train.spec import ConfigError
 from training_runs import classifier_spec
@@ -34,13 +35,22 @@ def _ids(builder, split):
   return [source[i]['image_id'].decode() for i in range(len(source))]
 
 
-def test_the_images_isic9_scores_on_are_left_out_and_recorded(layouts, tmp_path):
-  data_dir = str(tmp_path / 'tfds')
-  spec = classifier_spec(epochs=1, balance='none', augment='none',
-                         exclude_overlap_with='isic9')
-  trainer.train(spec, str(tmp_path / 'run'), data_dir=data_dir,
-                manual_dir=layouts['ham10000'], overlap_manual_dir=layouts['isic9'],
-                show_progress=False)
+SPEC = classifier_spec(epochs=1, balance='none', augment='none', exclude_overlap_with='isic9')
+
+
+@pytest.fixture(scope='module')
+def excluding_run(layouts, tmp_path_factory):
+  """A HAM10000 run that left out ISIC9's validation and test images: (workdir, data_dir)."""
+  root = tmp_path_factory.mktemp('excluding')
+  data_dir = str(root / 'tfds')
+  trainer.train(SPEC, str(root / 'run'), data_dir=data_dir, manual_dir=layouts['ham10000'],
+                overlap_manual_dir=layouts['isic9'], show_progress=False)
+  return root / 'run', data_dir
+
+
+def test_the_images_isic9_scores_on_are_left_out_and_recorded(layouts, excluding_run):
+  workdir, data_dir = excluding_run
+  spec = SPEC
   ham = builders.prepare('ham10000', data_dir=data_dir, config='images')
   isic = builders.prepare('isic9', data_dir=data_dir)
   # Expected from the planted list and the two builds' image ids alone: a planted copy
@@ -51,7 +61,7 @@ def test_the_images_isic9_scores_on_are_left_out_and_recorded(layouts, tmp_path)
   expected = planted & scored & set(ham_train)
   assert expected  # the fixture plants some in ISIC9's scored splits
 
-  record = json.loads((tmp_path / 'run' / 'left_out.json').read_text())
+  record = json.loads((workdir / 'left_out.json').read_text())
   assert record['dataset'].startswith('isic9/')
   assert record['splits'] == ['validation', 'test']
   assert {pair['target_id'] for pair in record['pairs']} == expected
@@ -65,14 +75,28 @@ def test_the_images_isic9_scores_on_are_left_out_and_recorded(layouts, tmp_path)
     assert record['train_after'][name] == record['train_before'][name] - record['by_class'][name]
   assert sum(record['train_before'].values()) == len(ham_train)
 
-  description = json.loads((tmp_path / 'run' / 'config.json').read_text())
+  description = json.loads((workdir / 'config.json').read_text())
   assert description['config']['exclude_overlap_with'] == 'isic9'
   assert description['left_out']['count'] == len(expected)
   assert description['left_out']['by_class'] == record['by_class']
   # One epoch over what is left: the steps the checkpoint reached show the smaller split.
-  steps = sorted(int(p.name) for p in (tmp_path / 'run' / 'checkpoints').iterdir()
+  steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()
                  if p.name.isdigit())
   assert steps[-1] == (len(ham_train) - len(expected)) // spec.batch_size
+
+
+def test_an_evaluation_on_isic9_scores_the_images_the_run_left_out(layouts, excluding_run):
+  workdir, data_dir = excluding_run
+  result = evaluate_workdir(str(workdir), dataset='isic9', split='test', data_dir=data_dir)
+  ham = builders.prepare('ham10000', data_dir=data_dir, config='images')
+  isic = builders.prepare('isic9', data_dir=data_dir)
+  planted = {row['original'].split('/')[1] for row in layouts['planted']}
+  test_copies = planted & set(_ids(isic, 'test'))
+  # Seen: trained on, less what was left out, or chose the checkpoint (validation).
+  assert test_copies & set(_ids(ham, 'train'))  # the fixture plants some there
+  assert set(result.target.excluded['image_ids']) == test_copies & set(_ids(ham, 'validation'))
+  assert result.target.excluded['count'] == len(result.target.excluded['image_ids'])
+  assert 'less the' in result.target.excluded['rule']
 
 
 def test_a_run_without_the_other_dataset_names_the_flag_to_give(layouts, tmp_path):

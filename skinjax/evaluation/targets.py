@@ -14,6 +14,7 @@ import numpy as np
 
 from skinjax.data import builders, catalog, class_maps, experiment_data, overlap
 from skinjax.data.arrays import SplitArrays
+from skinjax.train import workdir as workdir_lib
 from skinjax.train.spec import ConfigError
 
 SPLITS = experiment_data.SPLITS + ('all',)
@@ -104,16 +105,28 @@ def _seen_by_run(run, own, builder, split: str):
   """(bool[N] over the target's examples: seen by the run, the report's account of it).
   own: the run's own prepared dataset."""
   sources = seen_splits(run.spec)
+  # Train images the run left out (--config.exclude_overlap_with) were never trained on.
+  left_out = workdir_lib.read_left_out(run.workdir)
+  unseen = {pair['target_id'] for pair in left_out['pairs']} if left_out else set()
   found = [overlap.overlap(own, sources, builder, name)
            for name in (experiment_data.SPLITS if split == 'all' else (split,))]
-  mask = np.concatenate([f.mask for f in found])
-  pairs = [pair for f in found for pair in f.pairs()]
+  masks, pairs = [], []
+  for result in found:
+    seen = [pair for pair in result.pairs()
+            if not (pair['source_split'] == 'train' and pair['source_id'] in unseen)]
+    mask = np.zeros(len(result.mask), bool)
+    mask[[pair['target_index'] for pair in seen]] = True
+    masks.append(mask)
+    pairs += seen
+  mask = np.concatenate(masks)
   excluded = {
       'count': int(mask.sum()), 'of': int(len(mask)),
       'rule': (f'equal pixels, or a near-duplicate (64-bit perceptual hash within '
                f'{found[0].max_distance} bits, confirmed by the 256-bit one within '
                f'{found[0].confirm_distance}) of an image in {own.info.full_name} '
-               f'{"/".join(sources)}'),
+               f'{"/".join(sources)}'
+               + (f', less the {len(unseen)} the run left out of its train split'
+                  if unseen else '')),
       'image_ids': sorted({pair['target_id'] for pair in pairs}),
   }
   return mask, excluded

@@ -83,6 +83,15 @@ def write_left_out(workdir: str, left_out: dict):
   _write_json(workdir, LEFT_OUT_FILE, left_out)
 
 
+def read_left_out(workdir: str) -> dict | None:
+  """What write_left_out recorded, or None for a run that left nothing out."""
+  path = os.path.join(workdir, LEFT_OUT_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as file:
+    return json.load(file)
+
+
 def _write_json(workdir: str, name: str, value):
   temporary = os.path.join(workdir, name + '.tmp')
   with open(temporary, 'w') as file:
