@@ -165,6 +165,8 @@ def test_evaluate_passes_over_a_damaged_checkpoint_and_names_it_when_asked_for_i
                    rf'{intact[-1]} instead; {latest - intact[-1]} steps of work lost',
                    result.stderr), result.stderr[-3000:]
   assert 'test metrics (7 examples)' in result.stdout
+  if how != 'truncated':  # the damaged step asked for by number: once is enough
+    return
   asked = launcher('evaluate.py', f'--workdir={workdir}', f'--step={latest}')
   assert asked.returncode == 2
   (line,) = error_lines(asked)
