@@ -1,5 +1,7 @@
 """Fixtures shared by test modules: small synthetic layouts and runs trained on them."""
 
+import json
+
 import pytest
 
 from skinjax.data import synthetic
@@ -15,6 +17,21 @@ def layouts(tmp_path_factory):
   ph2 = synthetic.write_ph2(root / 'PH2', cases_per_class={
       name: 6 for name in synthetic.PH2_CLASSES}, image_size=(64, 48))
   return {'ham10000': str(ham), 'ph2': str(ph2), 'data_dir': str(root / 'tfds')}
+
+
+@pytest.fixture(scope='session')
+def ham_in_isic9(tmp_path_factory):
+  """Synthetic HAM10000 (4 single-image lesions per class, 64x48) and ISIC9 layouts, the
+  ISIC9 one holding `copies` HAM10000 images squashed to 64x64 and re-encoded: manual
+  dirs, the count, and what synthetic.write_isic9 says it planted."""
+  root = tmp_path_factory.mktemp('isic_with_ham')
+  copies = 12
+  ham = synthetic.write_ham10000(root / 'HAM10000', lesions_per_class={
+      name: 4 for name in synthetic.HAM10000_CLASSES}, image_size=(64, 48), max_views=1)
+  isic = synthetic.write_isic9(root / 'ISIC9', train_per_class=4, test_per_class=1,
+                               image_size=(64, 64), ham10000=ham, ham10000_copies=copies)
+  return {'ham10000': str(ham), 'isic9': str(isic), 'copies': copies,
+          'planted': json.loads((isic / synthetic.PLANTED).read_text())}
 
 
 @pytest.fixture(scope='session')

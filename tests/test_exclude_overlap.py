@@ -3,6 +3,7 @@ ISIC9 validates and tests on (found by pixels), records them, and says so in one
 it cannot."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,18 +17,6 @@ from skinjax.train.spec import ConfigError
 from training_runs import classifier_spec
 
 REPO = Path(__file__).resolve().parents[1]
-HAM_COPIES = 14  # HAM10000 images planted in the ISIC9 layout, squashed to 64x64
-
-
-@pytest.fixture(scope='module')
-def layouts(tmp_path_factory):
-  root = tmp_path_factory.mktemp('exclude')
-  ham = synthetic.write_ham10000(root / 'HAM10000', lesions_per_class={
-      name: 5 for name in synthetic.HAM10000_CLASSES}, image_size=(64, 48), max_views=1)
-  isic = synthetic.write_isic9(root / 'ISIC9', train_per_class=3, test_per_class=1,
-                               image_size=(64, 64), ham10000=ham, ham10000_copies=HAM_COPIES)
-  return {'root': root, 'ham10000': str(ham), 'isic9': str(isic),
-          'planted': json.loads((isic / synthetic.PLANTED).read_text())}
 
 
 def _ids(builder, split):
@@ -39,25 +28,25 @@ SPEC = classifier_spec(epochs=1, balance='none', augment='none', exclude_overlap
 
 
 @pytest.fixture(scope='module')
-def excluding_run(layouts, tmp_path_factory):
+def excluding_run(ham_in_isic9, tmp_path_factory):
   """A HAM10000 run that left out ISIC9's validation and test images: (workdir, data_dir)."""
   root = tmp_path_factory.mktemp('excluding')
   data_dir = str(root / 'tfds')
-  trainer.train(SPEC, str(root / 'run'), data_dir=data_dir, manual_dir=layouts['ham10000'],
-                overlap_manual_dir=layouts['isic9'], show_progress=False)
+  trainer.train(SPEC, str(root / 'run'), data_dir=data_dir,
+                manual_dir=ham_in_isic9['ham10000'], overlap_manual_dir=ham_in_isic9['isic9'],
+                show_progress=False)
   return root / 'run', data_dir
 
 
-def test_the_images_isic9_scores_on_are_left_out_and_recorded(layouts, excluding_run):
+def test_the_images_isic9_scores_on_are_left_out_and_recorded(ham_in_isic9, excluding_run):
   workdir, data_dir = excluding_run
-  spec = SPEC
   ham = builders.prepare('ham10000', data_dir=data_dir, config='images')
   isic = builders.prepare('isic9', data_dir=data_dir)
   # Expected from the planted list and the two builds' image ids alone: a planted copy
   # keeps its HAM10000 image id as its file name.
   scored = set(_ids(isic, 'validation')) | set(_ids(isic, 'test'))
   ham_train = _ids(ham, 'train')
-  planted = {row['original'].split('/')[1] for row in layouts['planted']}
+  planted = {row['original'].split('/')[1] for row in ham_in_isic9['planted']}
   expected = planted & scored & set(ham_train)
   assert expected  # the fixture plants some in ISIC9's scored splits
 
@@ -82,15 +71,15 @@ def test_the_images_isic9_scores_on_are_left_out_and_recorded(layouts, excluding
   # One epoch over what is left: the steps the checkpoint reached show the smaller split.
   steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()
                  if p.name.isdigit())
-  assert steps[-1] == (len(ham_train) - len(expected)) // spec.batch_size
+  assert steps[-1] == (len(ham_train) - len(expected)) // SPEC.batch_size
 
 
-def test_an_evaluation_on_isic9_scores_the_images_the_run_left_out(layouts, excluding_run):
+def test_an_evaluation_on_isic9_scores_the_images_the_run_left_out(ham_in_isic9, excluding_run):
   workdir, data_dir = excluding_run
   result = evaluate_workdir(str(workdir), dataset='isic9', split='test', data_dir=data_dir)
   ham = builders.prepare('ham10000', data_dir=data_dir, config='images')
   isic = builders.prepare('isic9', data_dir=data_dir)
-  planted = {row['original'].split('/')[1] for row in layouts['planted']}
+  planted = {row['original'].split('/')[1] for row in ham_in_isic9['planted']}
   test_copies = planted & set(_ids(isic, 'test'))
   # Seen: trained on, less what was left out, or chose the checkpoint (validation).
   assert test_copies & set(_ids(ham, 'train'))  # the fixture plants some there
@@ -99,12 +88,44 @@ def test_an_evaluation_on_isic9_scores_the_images_the_run_left_out(layouts, excl
   assert 'less the' in result.target.excluded['rule']
 
 
-def test_a_run_without_the_other_dataset_names_the_flag_to_give(layouts, tmp_path):
+def test_a_resume_that_drops_the_exclusion_is_refused_naming_the_field(ham_in_isic9,
+                                                                     excluding_run, tmp_path):
+  workdir, data_dir = excluding_run
+  copy = tmp_path / 'run'
+  shutil.copytree(workdir, copy)
+  before = (copy / 'config.json').read_bytes()
+  with pytest.raises(ConfigError, match=r"--config\.exclude_overlap_with 'isic9' -> ''"):
+    trainer.train(SPEC.replace(exclude_overlap_with='', phases=(SPEC.phases[0].replace(
+        epochs=2),)), str(copy), data_dir=data_dir, manual_dir=ham_in_isic9['ham10000'],
+        show_progress=False)
+  assert (copy / 'config.json').read_bytes() == before
+
+
+def test_a_resume_on_another_build_of_the_other_dataset_is_refused(ham_in_isic9,
+                                                                 excluding_run, tmp_path):
+  """The same settings, a data dir whose ISIC9 was built from a layout with fewer of the
+  HAM10000 images: the run would leave out other images."""
+  workdir, _ = excluding_run
+  shutil.copytree(workdir, tmp_path / 'run')
+  before = (tmp_path / 'run' / 'config.json').read_bytes()
+  fewer = synthetic.write_isic9(tmp_path / 'ISIC9', train_per_class=4, test_per_class=1,
+                                image_size=(64, 64), ham10000=ham_in_isic9['ham10000'],
+                                ham10000_copies=2)
+  with pytest.raises(ConfigError, match=r'its run left out \d+ \(of isic9/all9/2\.0\.0\) '
+                                        r'train images, this one would leave out'):
+    trainer.train(SPEC.replace(phases=(SPEC.phases[0].replace(epochs=2),)),
+                  str(tmp_path / 'run'), data_dir=str(tmp_path / 'tfds'),
+                  manual_dir=ham_in_isic9['ham10000'], overlap_manual_dir=str(fewer),
+                  show_progress=False)
+  assert (tmp_path / 'run' / 'config.json').read_bytes() == before
+
+
+def test_a_run_without_the_other_dataset_names_the_flag_to_give(ham_in_isic9, tmp_path):
   spec = classifier_spec(epochs=1, exclude_overlap_with='isic9')
   with pytest.raises(FileNotFoundError, match=r'^--config\.exclude_overlap_with=isic9: isic9 '
                                               r'is not built in .*; give --overlap_manual_dir'):
     trainer.train(spec, str(tmp_path / 'run'), data_dir=str(tmp_path / 'tfds'),
-                  manual_dir=layouts['ham10000'], show_progress=False)
+                  manual_dir=ham_in_isic9['ham10000'], show_progress=False)
 
 
 @pytest.mark.parametrize('value, message', [
@@ -122,11 +143,11 @@ def test_the_paper_protocol_cannot_leave_out_images():
     classifier_spec(exclude_overlap_with='isic9', split_protocol='paper')
 
 
-def test_the_launcher_refuses_an_overlap_download_without_an_exclusion(layouts, tmp_path):
+def test_the_launcher_refuses_an_overlap_download_without_an_exclusion(ham_in_isic9, tmp_path):
   result = subprocess.run(
       [sys.executable, str(REPO / 'launch' / 'train.py'),
        f'--config={REPO / "launch" / "configs" / "deepconvnet_ham10000.py"}',
-       f'--workdir={tmp_path / "run"}', f'--overlap_manual_dir={layouts["isic9"]}'],
+       f'--workdir={tmp_path / "run"}', f'--overlap_manual_dir={ham_in_isic9["isic9"]}'],
       capture_output=True, text=True, timeout=300)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (

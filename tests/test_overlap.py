@@ -1,27 +1,20 @@
 """Overlap between prepared splits: found by pixels, cached per split, never stale."""
 
-import json
 import os
 
 import numpy as np
 import pytest
 
-from skinjax.data import builders, overlap, split_fingerprints, synthetic
-
-HAM_COPIES = 12  # HAM10000 images planted in the ISIC9 layout, squashed to 64x64
+from skinjax.data import builders, overlap, split_fingerprints
 
 
 @pytest.fixture(scope='module')
-def prepared(tmp_path_factory):
-  root = tmp_path_factory.mktemp('overlap')
-  ham = synthetic.write_ham10000(root / 'HAM10000', lesions_per_class={
-      name: 4 for name in synthetic.HAM10000_CLASSES}, image_size=(64, 48), max_views=1)
-  isic = synthetic.write_isic9(root / 'ISIC9', train_per_class=4, test_per_class=1,
-                               image_size=(64, 64), ham10000=ham, ham10000_copies=HAM_COPIES)
-  data_dir = str(root / 'tfds')
-  return {'ham': builders.prepare('ham10000', data_dir=data_dir, manual_dir=str(ham)),
-          'isic': builders.prepare('isic9', data_dir=data_dir, manual_dir=str(isic)),
-          'planted': json.loads((isic / synthetic.PLANTED).read_text())}
+def prepared(ham_in_isic9, tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp('overlap') / 'tfds')
+  layouts = ham_in_isic9
+  return {'ham': builders.prepare('ham10000', data_dir=data_dir, manual_dir=layouts['ham10000']),
+          'isic': builders.prepare('isic9', data_dir=data_dir, manual_dir=layouts['isic9']),
+          'planted': layouts['planted'], 'copies': layouts['copies']}
 
 
 def test_every_planted_copy_is_found_and_nothing_else(prepared):
@@ -35,7 +28,7 @@ def test_every_planted_copy_is_found_and_nothing_else(prepared):
     assert not result.exact.any()  # squashed and re-encoded: near-duplicates only
     found |= set(result.target_id.tolist())
   assert found == {row['original'].split('/')[1] for row in prepared['planted']}
-  assert len(found) == HAM_COPIES
+  assert len(found) == prepared['copies']
 
 
 def test_the_mask_follows_the_data_source_order(prepared):

@@ -194,14 +194,17 @@ def _init_or_resume(run: _Run):
           f'{where}: its run trained on {saved.get("dataset_full_name")}, this one reads '
           f'{run.description["dataset_full_name"]} (another build, whose splits may differ); '
           'give the --data_dir that holds the first, or start a new run in another --workdir')
+    done = int(progress['step']) // run.steps_per_epoch
+    changes = spec_lib.resume_changes(workdir_lib.spec_of(saved), run.spec, epochs_done=done)
+    # The same --config.exclude_overlap_with (checked above) on another build of the other
+    # dataset could leave out other images.
     if saved.get('left_out') != run.description['left_out']:
       raise spec_lib.ConfigError(
-          f'{where}: its run left out {saved.get("left_out")}, this one would leave out '
-          f'{run.description["left_out"]} (another build of the other dataset?); give the '
-          '--data_dir of the first run, or start a new run in another --workdir')
-    done = int(progress['step']) // run.steps_per_epoch
-    for change in spec_lib.resume_changes(workdir_lib.spec_of(saved), run.spec,
-                                          epochs_done=done):
+          f'{where}: its run left out {_left_out_count(saved.get("left_out"))} train images, '
+          f'this one would leave out {_left_out_count(run.description["left_out"])} (another '
+          'build of the other dataset?); give the --data_dir of the first run, or start a new '
+          'run in another --workdir')
+    for change in changes:
       logging.info('resuming with a change: %s', change)
     phase = run.spec.phases[int(progress['phase'])]
     return phases.state_template(phase, run.model, run.spec.image_size)[0]
@@ -220,6 +223,10 @@ def _init_or_resume(run: _Run):
   logging.info('resuming from step %d (epoch %d) in %s', step, step // run.steps_per_epoch,
                run.checkpoints.directory)
   return state, step, index
+
+
+def _left_out_count(left_out: dict | None) -> str:
+  return 'none' if left_out is None else f'{left_out["count"]} (of {left_out["dataset"]})'
 
 
 def _initial_state(run: _Run):
