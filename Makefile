@@ -4,13 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench gpu-check clean
 
+# With an NVIDIA GPU, JAX's CUDA build too: tools/accelerator_extra.sh says which, in a line.
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "skinjax needs Python 3.11+, found " + sys.version'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	extras=$$(sh tools/accelerator_extra.sh test) && $(PY) -m pip install --quiet -e ".[$$extras]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -42,11 +43,18 @@ $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "skinjax needs Python 3.11+, found " + sys.version'
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[bench]'
+	extras=$$(sh tools/accelerator_extra.sh bench) && $(BENCH_VENV)/bin/python -m pip install --quiet -e ".[$$extras]"
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/throughput.py --preset=cpu
+
+# The GPU goals on a machine as it comes (benchmarks/gpu_check.py): whatever python is
+# there, the skinjax of this tree, no .venv or install (such a machine may reach no registry).
+# GPU_CHECK_FLAGS='--tiny' runs it at a tiny size on the CPU; --output_dir=... elsewhere.
+GPU_CHECK_FLAGS ?=
+gpu-check:
+	PYTHONPATH=.$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_FLAGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

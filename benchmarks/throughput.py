@@ -87,15 +87,12 @@ def run_worker(script: str, args: dict, what: str, xla_flags: str = '') -> list[
                           timeout=FLAGS.worker_timeout_s)
     rows, returncode, tail = protocol.parse_rows(done.stdout), done.returncode, done.stderr
   except subprocess.TimeoutExpired as error:
-    rows, returncode = [], 'timeout'
-    tail = (error.stderr or b'').decode(errors='replace') if isinstance(
-        error.stderr, bytes) else (error.stderr or '')
-  if returncode != 0:
-    reason = f'worker exited {returncode}: ' + ' '.join(tail.strip().splitlines()[-3:])[-400:]
-    print(f'   FAILED ({reason})\n   command: {shlex.join(command)}', flush=True)
-    return [{'framework': script.split('_')[0].split('.')[0], 'skipped': reason,
-             'model': args.get('model', ''), 'image_size': args.get('image_size', ''),
-             'batch_size': args.get('batch_size', '')}]
+    # The rows it printed before the timeout still count (timm's eager row before a
+    # torch.compile that runs long).
+    text = lambda out: out.decode(errors='replace') if isinstance(out, bytes) else out or ''
+    printed = text(error.stdout)
+    whole = printed[:printed.rfind('\n') + 1]  # a line cut off by the kill is dropped
+    rows, returncode, tail = protocol.parse_rows(whole), 'timeout', text(error.stderr)
   for row in rows:
     if row.get('skipped'):
       print(f'   skipped: {row["skipped"]}', flush=True)
@@ -103,6 +100,12 @@ def run_worker(script: str, args: dict, what: str, xla_flags: str = '') -> list[
       print(f'   {row.get("variant", "")} {row["mode"]}: {row["images_per_s"]:,.1f} images/s, '
             f'{1e3 * row["step_s"]:,.1f} ms/step, first step {row["first_step_s"]:.1f} s',
             flush=True)
+  if returncode != 0:
+    reason = f'worker exited {returncode}: ' + ' '.join(tail.strip().splitlines()[-3:])[-400:]
+    print(f'   FAILED ({reason})\n   command: {shlex.join(command)}', flush=True)
+    rows = rows + [{'framework': script.split('_')[0].split('.')[0], 'skipped': reason,
+                    'model': args.get('model', ''), 'image_size': args.get('image_size', ''),
+                    'batch_size': args.get('batch_size', '')}]
   print(f'   ({time.perf_counter() - start:.0f} s)', flush=True)
   return rows
 

@@ -153,9 +153,24 @@ def config_overrides(values: flags.FlagValues, name: str = 'config') -> dict:
   return config_flags.get_override_values(values[name])
 
 
+# absl's help flags live on its global FlagValues, which the launchers do not parse.
+HELP_FLAGS = ('-h', '-?', '--help', '--helpshort', '--helpfull')
+
+
+def usage(argv: list[str], define: Callable) -> str:
+  """The launcher's docstring and its flags, for --help."""
+  values = flags.FlagValues()
+  define(values, argv)
+  doc = (sys.modules['__main__'].__doc__ or '').strip()
+  return f'{doc}\n\nflags:\n{values.get_help(include_special_flags=False)}'.strip()
+
+
 def run(main: Callable, define: Callable, **parse_options):
   """The `__main__` entry: parses sys.argv with `define`'s flags (a mistake: one line and
   exit 2), then runs main(flag values, positional arguments) under absl."""
+  if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+    print(usage(sys.argv, define))
+    sys.exit(0)
   try:
     values, rest = parse(sys.argv, define, **parse_options)
   except CommandLineError as error:

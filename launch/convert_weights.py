@@ -12,6 +12,7 @@ import os
 
 from absl import app, flags, logging
 
+import jax_startup
 from skinjax.convert import keras_efficientnet_v2 as converter
 
 FLAGS = flags.FLAGS
@@ -31,6 +32,7 @@ def main(argv):
     raise app.UsageError(f'--keras_weights: no file at {FLAGS.keras_weights}')
   if os.path.exists(FLAGS.output) and os.listdir(FLAGS.output):
     raise app.UsageError(f'--output: {FLAGS.output} exists and is not empty')
+  jax_startup.start()
   variables, config = converter.convert(FLAGS.keras_weights, FLAGS.variant, FLAGS.include_top,
                                         skip_unexpected=FLAGS.skip_unexpected)
   converter.save_converted(FLAGS.output, variables, config)

@@ -16,6 +16,7 @@ while it trains; a workdir it cannot write into gets its metrics printed all the
 from absl import flags
 
 import common_flags
+import jax_startup
 from skinjax.data.image_files import DatasetFileError
 from skinjax.evaluation.evaluate import evaluate_workdir
 from skinjax.evaluation.targets import SPLITS
@@ -43,6 +44,7 @@ def define(values, argv):
 def main(values, rest):
   del rest
   common_flags.initialize_processes(common_flags.processes(values))  # before any JAX work
+  jax_startup.start()
   common_flags.quiet_orbax()
   step = values.step
   if step not in ('best', 'latest'):

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import common_flags  # noqa: E402
+import jax_startup  # noqa: E402
 from skinjax.data.image_files import DatasetFileError  # noqa: E402
 from skinjax.evaluation import diagnose as diagnose_lib, predict as predict_lib  # noqa: E402
 
@@ -89,6 +90,7 @@ def main(values, images):
     common_flags.fail('a diagnosis needs both --segmenter_workdir and --classifier_workdir')
   if not pair and not values.workdir:
     common_flags.fail('give --workdir, or --segmenter_workdir with --classifier_workdir')
+  jax_startup.start()
   common_flags.quiet_orbax()
   try:
     if pair:

@@ -22,6 +22,7 @@ import jax
 from ml_collections import config_flags
 
 import common_flags
+import jax_startup
 from skinjax.data.image_files import DatasetFileError
 from skinjax.evaluation.evaluate import evaluate_workdir
 from skinjax.train import trainer
@@ -97,6 +98,7 @@ def parse_and_check(argv, *, num_devices: int | None = None,
 
 def run(invocation: Invocation):
   common_flags.initialize_processes(invocation.processes)  # before any JAX computation
+  jax_startup.start()
   common_flags.quiet_orbax()
   spec, workdir = invocation.spec, invocation.workdir
   try:
@@ -127,6 +129,9 @@ def run(invocation: Invocation):
 
 
 def main():
+  if any(arg in common_flags.HELP_FLAGS for arg in sys.argv[1:]):
+    print(common_flags.usage(sys.argv, define))
+    sys.exit(0)
   try:
     invocation = parse_and_check(sys.argv)
   except (common_flags.CommandLineError, ConfigError) as error:

@@ -16,7 +16,6 @@ import shutil
 
 import numpy as np
 from PIL import Image
-import tensorflow_datasets as tfds
 
 from skinjax.data import threads
 
@@ -64,6 +63,8 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 def _decoded_examples(builder, split):
   """Decoded examples of `split`, as numpy dicts, through random access when possible."""
+  # Here, not at the top: SplitArrays and the pipeline run where TFDS is not installed.
+  import tensorflow_datasets as tfds
   if builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
     source = builder.as_data_source(split=split)
     return (source[i] for i in range(len(source))), len(source)

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from skinjax.models.gradcam_map import mark_gradcam_map
+from skinjax.models.pooling import max_pool
 
 # Keras Conv2D and Dense defaults: Glorot-uniform kernels, zero biases.
 keras_kernel_init = nn.initializers.glorot_uniform()
@@ -48,7 +49,7 @@ class DeepConvNet(nn.Module):
       x = nn.relu(conv(features, name=f'conv{index}')(x))
       if index == 4:
         x = mark_gradcam_map(self, x)  # the last conv map, after its ReLU as Keras outputs it
-      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')
+      x = max_pool(x, (2, 2))
     x = x.reshape((x.shape[0], -1))  # NHWC flattened in (H, W, C) order, as Keras does.
     x = nn.relu(dense(64, name='dense1')(x))
     x = nn.relu(dense(32, name='dense2')(x))

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 
 from skinjax.models.deepconvnet import keras_kernel_init
 from skinjax.models.dropout import ExampleDropout
+from skinjax.models.pooling import max_pool
+from skinjax.models.upsample import BlockTransposeConv
 
 
 class SpatialDropout(nn.Module):
@@ -97,14 +99,14 @@ class UNet(nn.Module):
     for level in range(self.depth):
       x = block(self.base_width * 2**level, name=f'encoder{level + 1}')(x, train=train)
       skips.append(x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')
+      x = max_pool(x, (2, 2))
       x = dropout()(x, train=train)
     x = block(self.base_width * factor, name='bottleneck')(x, train=train)
     for level in reversed(range(self.depth)):
       features = self.base_width * 2**level
-      x = nn.ConvTranspose(features, (2, 2), strides=(2, 2), padding='SAME',
-                           dtype=self.dtype, param_dtype=self.param_dtype,
-                           kernel_init=keras_kernel_init, name=f'upsample{level + 1}')(x)
+      x = BlockTransposeConv(features, (2, 2), dtype=self.dtype,
+                             param_dtype=self.param_dtype, kernel_init=keras_kernel_init,
+                             name=f'upsample{level + 1}')(x)
       x = jnp.concatenate([x, skips[level]], axis=-1)
       x = dropout()(x, train=train)
       x = block(features, name=f'decoder{level + 1}')(x, train=train)
