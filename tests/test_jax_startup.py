@@ -43,11 +43,12 @@ def jax_cache_config():
 
 def test_platform_line_names_platform_devices_and_processes(caplog, tmp_path, monkeypatch):
   monkeypatch.setenv('PATH', str(tmp_path))  # no nvidia-smi
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     jax_startup.log_platform()
   count = jax.device_count()
+  devices = '1 device (cpu)' if count == 1 else f'{count} devices ({count} x cpu)'
   assert _lines(caplog, logging.INFO) == [
-      f'JAX {jax.__version__} on cpu: {count} devices ({count} x cpu), process 1 of 1']
+      f'JAX {jax.__version__} on cpu: {devices}, process 1 of 1']
   assert _lines(caplog, logging.WARNING) == []
 
 
@@ -58,7 +59,7 @@ def test_a_gpu_jax_does_not_use_is_one_warning_with_the_fix(caplog, tmp_path, mo
   monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
   monkeypatch.delenv('JAX_PLATFORMS', raising=False)
   monkeypatch.setattr(jax_startup, '_cuda_plugins', lambda: [])
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     jax_startup.log_platform()
   assert len(_lines(caplog, logging.INFO)) == 1
   assert _lines(caplog, logging.WARNING) == [
@@ -70,7 +71,7 @@ def test_jax_platforms_that_keeps_jax_on_the_cpu_is_named(caplog, tmp_path, monk
   bin_dir = _fake_nvidia_smi(tmp_path / 'bin', "echo 'NVIDIA H200, 580.159.03'")
   monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
   monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
-  with caplog.at_level(logging.WARNING):
+  with caplog.at_level(logging.WARNING, logger='absl'):
     jax_startup.log_platform()
   [warning] = _lines(caplog, logging.WARNING)
   assert warning.endswith('JAX_PLATFORMS=cpu keeps it there; unset it to use the GPU')
@@ -81,7 +82,7 @@ def test_jax_platforms_that_keeps_jax_on_the_cpu_is_named(caplog, tmp_path, monk
 def test_no_working_nvidia_smi_means_no_warning(caplog, tmp_path, monkeypatch, script):
   bin_dir = _fake_nvidia_smi(tmp_path / 'bin', script)
   monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     jax_startup.start()
   assert _lines(caplog, logging.WARNING) == []
 
@@ -89,7 +90,7 @@ def test_no_working_nvidia_smi_means_no_warning(caplog, tmp_path, monkeypatch, s
 def test_cache_goes_to_skinjax_cache_dir(caplog, tmp_path, jax_cache_config):
   jax.config.update('jax_compilation_cache_dir', None)
   folder = tmp_path / 'cache'
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     assert jax_startup.enable_compilation_cache({'SKINJAX_CACHE_DIR': str(folder)}) == str(folder)
   assert folder.is_dir() and jax.config.jax_compilation_cache_dir == str(folder)
   assert jax.config.jax_persistent_cache_min_compile_time_secs == jax_startup.MIN_COMPILE_SECONDS
@@ -102,7 +103,7 @@ def test_an_unwritable_cache_folder_is_one_warning_and_no_cache(caplog, tmp_path
   jax.config.update('jax_compilation_cache_dir', None)
   (tmp_path / 'a_file').write_text('')  # a folder under a file fails even as root
   folder = tmp_path / 'a_file' / 'jax'
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     assert jax_startup.enable_compilation_cache({'SKINJAX_CACHE_DIR': str(folder)}) is None
   [warning] = _lines(caplog, logging.WARNING)
   assert warning.startswith(f'compilation cache: off ({folder} cannot be written: ')
@@ -110,7 +111,7 @@ def test_an_unwritable_cache_folder_is_one_warning_and_no_cache(caplog, tmp_path
 
 
 def test_skinjax_compilation_cache_0_turns_it_off(caplog, jax_cache_config):
-  with caplog.at_level(logging.INFO):
+  with caplog.at_level(logging.INFO, logger='absl'):
     assert jax_startup.enable_compilation_cache({'SKINJAX_COMPILATION_CACHE': '0'}) is None
   assert not jax.config.jax_enable_compilation_cache
   assert _lines(caplog, logging.INFO) == ['compilation cache: off (SKINJAX_COMPILATION_CACHE=0)']
