@@ -181,11 +181,11 @@ def write(output_dir: str, rows: list[dict], meta: dict, verdicts: list[dict],
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    sys.exit(f'error: unexpected arguments: {argv[1:]}')
   known = [goal.key for goal in GOALS]
   for key in FLAGS.goals:
     if key not in known:
-      raise app.UsageError(f'--goals: {key!r} is not one of {known}')
+      sys.exit(f'error: --goals: {key!r} is not one of {known}')
   goals = [goal for goal in GOALS if not FLAGS.goals or goal.key in FLAGS.goals]
   tiny = FLAGS.tiny
   output_dir = FLAGS.output_dir or (tempfile.mkdtemp(prefix='skinjax_gpu_check_') if tiny

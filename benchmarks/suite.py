@@ -15,12 +15,13 @@ PARALLEL = ('pmap', 'jit')
 # resident on the devices or streamed from the host.
 DATA = ('step', 'device', 'stream')
 
-# XLA:CPU hands convolutions to YNNPACK by default. For B3's training step its kernels ran
-# slower than XLA's Eigen convolutions on 2 cores (B3 @224 batch 8, 2026-12-02: 6.0
-# images/s with XLA's defaults, 7.3 with them off), for DeepConvNet and U-Net faster
-# (DeepConvNet @28 batch 64: 4,606 against 3,314 images/s; U-Net width 16 @224 batch 2:
-# 297 against 445 ms a step). The CPU preset turns them off for B3 only, and keeps one B3
-# row with XLA's defaults to show the difference.
+# XLA:CPU hands convolutions to YNNPACK by default; its kernels ran slower than XLA's
+# Eigen convolutions here for every model's training step (2-core AMD EPYC, 2026-12-02,
+# `XLA_FLAGS=... python benchmarks/skinjax_step.py --model=M ...`, XLA's defaults against
+# them off: DeepConvNet @28 batch 64, 5,976 and 7,580 against 9,385 and 8,961 images/s;
+# U-Net width 16 @224 batch 2, 474 against 239 ms a step; B3 @224 batch 8 in
+# results/amd-epyc-2-cores.md, 5.7 against 6.3 images/s). The CPU preset runs with them
+# off, and keeps one B3 row with XLA's defaults to show the difference.
 CPU_XLA_FLAGS = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
 
 
@@ -78,7 +79,7 @@ class RowConfig:
 
 def _cpu_preset():
   b3 = 'efficientnetv2_b3_skin'
-  return [
+  rows = [
       RowConfig('deepconvnet', 28, 64, MODES),
       RowConfig('deepconvnet', 28, 64, ('train',), data='device'),
       RowConfig('deepconvnet', 28, 64, ('train',), data='stream'),
@@ -87,10 +88,11 @@ def _cpu_preset():
       # image; skinjax_step.py --model=unet --image_size=224 --batch_size=2); the same
       # graph at a quarter of the width keeps the suite within minutes.
       RowConfig('unet_small', 224, 2, ('train',)),
-      RowConfig(b3, 224, 8, ('train',), xla_flags=CPU_XLA_FLAGS),
-      RowConfig(b3, 300, 8, ('train',), xla_flags=CPU_XLA_FLAGS),
       RowConfig(b3, 224, 8, ('train',)),
+      RowConfig(b3, 300, 8, ('train',)),
   ]
+  return ([dataclasses.replace(row, xla_flags=CPU_XLA_FLAGS) for row in rows]
+          + [RowConfig(b3, 224, 8, ('train',))])
 
 
 def _gpu_preset():

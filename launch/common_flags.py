@@ -157,20 +157,21 @@ def config_overrides(values: flags.FlagValues, name: str = 'config') -> dict:
 HELP_FLAGS = ('-h', '-?', '--help', '--helpshort', '--helpfull')
 
 
-def usage(argv: list[str], define: Callable) -> str:
-  """The launcher's docstring and its flags, for --help."""
+def exit_on_help(argv: list[str], define: Callable):
+  """With a help flag in `argv`: prints the launcher's docstring and its flags, exits 0."""
+  if not any(arg in HELP_FLAGS for arg in argv[1:]):
+    return
   values = flags.FlagValues()
   define(values, argv)
   doc = (sys.modules['__main__'].__doc__ or '').strip()
-  return f'{doc}\n\nflags:\n{values.get_help(include_special_flags=False)}'.strip()
+  print(f'{doc}\n\nflags:\n{values.get_help(include_special_flags=False)}'.strip())
+  sys.exit(0)
 
 
 def run(main: Callable, define: Callable, **parse_options):
   """The `__main__` entry: parses sys.argv with `define`'s flags (a mistake: one line and
   exit 2), then runs main(flag values, positional arguments) under absl."""
-  if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
-    print(usage(sys.argv, define))
-    sys.exit(0)
+  exit_on_help(sys.argv, define)
   try:
     values, rest = parse(sys.argv, define, **parse_options)
   except CommandLineError as error:

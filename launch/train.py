@@ -129,9 +129,7 @@ def run(invocation: Invocation):
 
 
 def main():
-  if any(arg in common_flags.HELP_FLAGS for arg in sys.argv[1:]):
-    print(common_flags.usage(sys.argv, define))
-    sys.exit(0)
+  common_flags.exit_on_help(sys.argv, define)
   try:
     invocation = parse_and_check(sys.argv)
   except (common_flags.CommandLineError, ConfigError) as error:

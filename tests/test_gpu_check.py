@@ -79,3 +79,16 @@ def test_every_goal_ran_its_skinjax_rows(tiny_check):
                      ('efficientnetv2_tiny_skin', 'bfloat16', 'step')}
   [dcn] = [goal for goal in goals if goal['figure'] == 'images_per_s']
   assert dcn['status'] == 'FAIL' and dcn['value'] > 0  # a CPU is no million-image GPU
+
+
+@pytest.mark.parametrize('args,error', [
+    (['--goals=bogus'], "error: --goals: 'bogus' is not one of"),
+    (['extra'], "error: unexpected arguments: ['extra']")])
+def test_a_mistake_is_one_line_and_runs_nothing(args, error, tmp_path):
+  done = subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'gpu_check.py'), '--tiny',
+                         f'--output_dir={tmp_path}', *args], capture_output=True, text=True,
+                        timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+  assert done.returncode != 0
+  assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+  assert done.stderr.startswith(error), done.stderr
+  assert list(tmp_path.iterdir()) == []
