@@ -1,4 +1,5 @@
-"""The suite's results: ratios to the baselines, achieved TFLOP/s and MFU, the tables.
+"""The suite's results: ratios to the baselines, achieved TFLOP/s and MFU, the tables, and
+the epoch row's section (skinjax's launcher and Keras, epoch by epoch).
 
 MFU is achieved FLOP/s (XLA's count for the step, times images/s) over the devices' dense
 bfloat16 peak, for every row whatever its dtype; a device not in PEAK_TFLOPS gets none.
@@ -68,8 +69,8 @@ def add_derived(rows: list[dict]) -> None:
       if best is None or r['images_per_s'] > best['images_per_s']:
         timm[_key(r)] = r
   for row in rows:
-    if row.get('framework') != 'skinjax':
-      continue
+    if row.get('framework') != 'skinjax' or 'images_per_s' not in row:
+      continue  # the epoch row (epoch_section) and skipped rows have no step rate
     if row.get('flops_per_image'):
       achieved = row['flops_per_image'] * row['images_per_s'] / 1e12
       row['tflops'] = achieved
@@ -112,6 +113,8 @@ def throughput_table(rows: list[dict]) -> str:
   """Markdown: each skinjax row followed by its baselines (each baseline listed once)."""
   timed = [r for r in rows if r.get('framework') in ('skinjax', 'keras', 'timm')
            and 'images_per_s' in r]
+  if not timed:  # --step_rows=false
+    return ''
   ordered, seen = [], set()
   for row in timed:
     if row['framework'] != 'skinjax':
@@ -149,7 +152,77 @@ def depthwise_table(rows: list[dict]) -> str:
 
 def skipped_lines(rows: list[dict]) -> list[str]:
   return [f'- {r["framework"]} {r["model"]} @{r["image_size"]} batch {r["batch_size"]}: '
-          f'skipped ({r["skipped"]})' for r in rows if r.get('skipped')]
+          f'skipped ({r["skipped"]})' for r in rows
+          if r.get('skipped') and r.get('bench') != 'epoch']
+
+
+EPOCH_COLUMNS = ('framework', 'augmentation', 'images / epoch', 'epoch 1 train s',
+                 'epoch 1 val s', 'epoch 1 img/s', 'epoch 2 train s', 'epoch 2 val s',
+                 'epoch 2 img/s', 'wall s (all epochs)')
+
+
+def _label(row) -> str:
+  if row['framework'] == 'skinjax':
+    return 'skinjax (launch/train.py)'
+  return f'Keras/TF ({row.get("variant", "")})'
+
+
+def _wall(row) -> float:
+  return sum(e['train_s'] + e['validation_s'] for e in row['per_epoch'])
+
+
+def _last_rate(row) -> float:
+  return row['per_epoch'][-1]['images_per_s']
+
+
+def epoch_section(rows: list[dict]) -> list[str]:
+  """The epoch row (epoch_skinjax.py, epoch_keras.py): a table, the ratios, what was
+  not measured; [] when the suite did not run it."""
+  rows = [r for r in rows if r.get('bench') == 'epoch']
+  if not rows:
+    return []
+  parts = ['## One epoch of paper 1\'s DeepConvNet on HAM10000: launcher against Keras', '']
+  timed = [r for r in rows if r.get('per_epoch')]
+  ours = next((r for r in timed if r['framework'] == 'skinjax'), None)
+  if timed:
+    first = ours or timed[0]
+    parts += [
+        f'`launch/configs/deepconvnet_ham10000.py` ({first["image_size"]}x'
+        f'{first["image_size"]}, batch {first["batch_size"]}, Adam '
+        f'{first["learning_rate"]:g}, balance '
+        f'{first["balance"]}, {first["split_protocol"]}-grouped split) on '
+        f'{first["dataset"]}: {first["train_examples"]:,} training examples an epoch after '
+        f'balancing, {first["validation_examples"]:,} validated after each. Both sides train '
+        'on the same arrays, decoded into skinjax\'s cache before either is timed (the '
+        'decode is not in any time). img/s: training images over training seconds '
+        '(augmentation and balancing included); epoch 1 includes compiling (skinjax, the '
+        'persistent compilation cache off) or tracing (Keras); wall: training plus '
+        'validation, no checkpoints, logs or process start. skinjax trains whole batches '
+        '(the last partial one dropped), Keras every image; validation batches: '
+        + ', '.join(f'{_label(r)} {r["eval_batch_size"]}' for r in timed)
+        + '. Each side ran in a process of its own, skinjax first.', '',
+        '| ' + ' | '.join(EPOCH_COLUMNS) + ' |', '|' + '---|' * len(EPOCH_COLUMNS)]
+    for r in timed:
+      cells = [_label(r), r['augment'], f'{r["per_epoch"][0]["images"]:,}']
+      for e in r['per_epoch'][:2]:
+        cells += [f'{e["train_s"]:.1f}', f'{e["validation_s"]:.1f}',
+                  f'{e["images_per_s"]:,.0f}']
+      cells += [''] * (len(EPOCH_COLUMNS) - 1 - len(cells)) + [f'{_wall(r):.1f}']
+      parts.append('| ' + ' | '.join(cells) + ' |')
+    parts.append('')
+    for r in timed:
+      if ours is None or r['framework'] != 'keras':
+        continue
+      last = len(ours['per_epoch'])
+      parts.append(f'- skinjax / Keras ({r.get("augment_kind", r["augment"])}): epoch-{last} '
+                   f'images/s {_last_rate(ours) / _last_rate(r):.2f}x, wall time of the '
+                   f'{last} epochs {_wall(ours) / _wall(r):.2f}x (below 1: skinjax took less)')
+    parts.append('')
+  skipped = [r for r in rows if r.get('skipped')]
+  if skipped:
+    parts += ['Not measured:', ''] + [f'- {r["framework"]}: skipped ({r["skipped"]})'
+                                      for r in skipped] + ['']
+  return parts
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -158,7 +231,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
            throughput_table(rows), '']
   flags = sorted({r['suite_xla_flags'] for r in rows if r.get('suite_xla_flags')})
   if flags:
-    parts += [f'\\* run with `XLA_FLAGS={" ".join(flags)}` (benchmarks/suite.py says why); '
+    parts += [f'\\* run with `XLA_FLAGS={" ".join(flags)}` (launch/xla_flags.py says why); '
               'skinjax rows without \\* run with XLA\'s defaults.', '']
   skipped = skipped_lines(rows)
   if skipped:
@@ -166,6 +239,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
   table = depthwise_table(rows)
   if table:
     parts += ['## Depthwise convolution, per implementation', '', table, '']
+  parts += epoch_section(rows)
   parts += ['Versions: ' + '; '.join(f'{k} {v}' for k, v in sorted(meta['versions'].items())),
             '']
   return '\n'.join(parts)

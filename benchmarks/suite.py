@@ -5,7 +5,9 @@ one field in every row by each value of their list (see `sweep`).
 """
 
 import dataclasses
+import importlib.util
 import itertools
+import os
 
 MODES = ('train', 'eval')
 DTYPES = ('float32', 'bfloat16')
@@ -15,14 +17,22 @@ PARALLEL = ('pmap', 'jit')
 # resident on the devices or streamed from the host.
 DATA = ('step', 'device', 'stream')
 
-# XLA:CPU hands convolutions to YNNPACK by default; its kernels ran slower than XLA's
-# Eigen convolutions here for every model's training step (2-core AMD EPYC, 2026-12-02,
-# `XLA_FLAGS=... python benchmarks/skinjax_step.py --model=M ...`, XLA's defaults against
-# them off: DeepConvNet @28 batch 64, 5,976 and 7,580 against 9,385 and 8,961 images/s;
-# U-Net width 16 @224 batch 2, 474 against 239 ms a step; B3 @224 batch 8 in
-# results/amd-epyc-2-cores.md, 5.7 against 6.3 images/s). The CPU preset runs with them
-# off, and keeps one B3 row with XLA's defaults to show the difference.
-CPU_XLA_FLAGS = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
+
+def _launch_module(name: str):
+  """launch/<name>.py, loaded by its path: launch/ is a folder of scripts, not a package
+  (only skinjax is installed), and benchmarks/ runs without the repository on sys.path."""
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'launch',
+                      f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'launch_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+# The launchers' XLA:CPU flags, written once in launch/xla_flags.py (which says why: each
+# model's training step ran faster with them). The CPU preset runs with them, and keeps
+# one B3 row with XLA's defaults to show the difference.
+CPU_XLA_FLAGS = ' '.join(_launch_module('xla_flags').CPU_FLAGS)
 
 
 @dataclasses.dataclass(frozen=True)

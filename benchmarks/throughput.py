@@ -13,7 +13,11 @@ at the same model, size, batch and mode (keras_step.py, timm_step.py) and the de
 microbenchmark (depthwise.py). Rows: median images/s over timed windows after warm-up
 (benchmarks/protocol.py), step time, compile time, peak device memory where the backend
 reports it, FLOPs per image from XLA's cost analysis, TFLOP/s, MFU, and each skinjax
-row's ratio to each baseline. Writes benchmarks/results/<device>.md and .json.
+row's ratio to each baseline. Then, where the HAM10000 download is (--ham10000_dir), the
+epoch row: 2 epochs of paper 1's DeepConvNet through launch/train.py beside the same
+training in Keras (epoch_skinjax.py, epoch_keras.py, epoch_data.py), each epoch's
+training and validation seconds side by side. Writes benchmarks/results/<device>.md and
+.json.
 """
 
 import datetime
@@ -25,6 +29,7 @@ import time
 
 from absl import app, flags
 
+import epoch_data
 import protocol
 import report
 import suite
@@ -33,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 FLAGS = flags.FLAGS
+EPOCH_KERAS_AUGMENT = ('auto', 'image_data_generator', 'layers')  # epoch_keras.py --augment
 flags.DEFINE_enum('preset', 'cpu', sorted(suite.PRESETS),
                   'Configurations to run (benchmarks/suite.py); sweep flags change them.')
 flags.DEFINE_list('models', [], 'Sweep: only these models (suite.BENCH_MODELS).')
@@ -50,9 +56,27 @@ flags.DEFINE_enum('keras_jit_compile', 'auto', ['auto', 'true', 'false'],
 flags.DEFINE_enum('timm_compile', 'auto', ['auto', 'true', 'false'],
                   'Add a torch.compile row to each timm baseline (auto: on a GPU only, '
                   'where compiling pays for itself; true adds it on the CPU too).')
+flags.DEFINE_bool('step_rows', True, 'Run the preset\'s step rows and their baselines '
+                  '(false: only the microbenchmark and the epoch row, as their flags say).')
 flags.DEFINE_bool('depthwise_bench', True, 'Run the depthwise microbenchmark.')
 flags.DEFINE_integer('depthwise_image_size', None,
                      'B3 input side for the depthwise layers (default 300; 32 for --preset=tiny).')
+flags.DEFINE_enum('epoch_bench', 'auto', ['auto', 'true', 'false'],
+                  'The epoch row on the real HAM10000 (auto: on, except with --preset=tiny).')
+flags.DEFINE_string('ham10000_dir', os.path.join(os.path.dirname(REPO), 'shared', 'data',
+                                                 'HAM10000'),
+                    'The HAM10000 download the epoch row trains on; absent: the row is '
+                    'skipped, with one line in the results.')
+flags.DEFINE_integer('epoch_max_images', 0, 'The epoch row on this many of the download\'s '
+                     'images, spread evenly over its metadata (0: all).', lower_bound=0)
+flags.DEFINE_integer('epoch_epochs', 2, 'Epochs on each side of the epoch row.', lower_bound=1)
+flags.DEFINE_list('epoch_keras_augment', ['auto'], 'Keras augmentation(s) of the epoch row: '
+                  'image_data_generator, layers, auto (epoch_keras.py).')
+flags.register_validator(
+    'epoch_keras_augment', lambda kinds: set(kinds) <= set(EPOCH_KERAS_AUGMENT),
+    message=f'takes {", ".join(EPOCH_KERAS_AUGMENT)}')
+flags.DEFINE_string('epoch_cache_dir', None, 'Where the epoch row\'s dataset build and array '
+                    'cache are kept between runs (default ~/.cache/skinjax/bench_data).')
 flags.DEFINE_integer('windows', 5, 'Timed windows per row (median reported).')
 flags.DEFINE_integer('warmup', 1, 'Untimed steps after the first (compiling) one.')
 flags.DEFINE_float('min_window_s', 0.5, 'Shortest timed window, in seconds.')
@@ -96,6 +120,10 @@ def run_worker(script: str, args: dict, what: str, xla_flags: str = '') -> list[
   for row in rows:
     if row.get('skipped'):
       print(f'   skipped: {row["skipped"]}', flush=True)
+    elif 'per_epoch' in row:
+      print('   ' + '; '.join(f'epoch {e["epoch"]}: {e["train_s"]:.1f} s training + '
+                              f'{e["validation_s"]:.1f} s validation, {e["images_per_s"]:,.0f} '
+                              'images/s' for e in row['per_epoch']), flush=True)
     elif 'images_per_s' in row:
       print(f'   {row.get("variant", "")} {row["mode"]}: {row["images_per_s"]:,.1f} images/s, '
             f'{1e3 * row["step_s"]:,.1f} ms/step, first step {row["first_step_s"]:.1f} s',
@@ -150,6 +178,39 @@ def baseline_rows(configs, platform: str) -> list[dict]:
   return rows
 
 
+def epoch_rows(ham10000_dir: str, *, max_images: int = 0, epochs: int = 2,
+               keras_augment=('auto',), cache_dir: str | None = None) -> list[dict]:
+  """The epoch row's two sides, each a worker process, skinjax's first; one skipped row
+  when there is no download to train on."""
+  why = epoch_data.missing(ham10000_dir)
+  if why:
+    print(f'-- epoch row: skipped ({why}; --ham10000_dir)', flush=True)
+    return [{'bench': 'epoch', 'framework': 'skinjax', 'model': 'deepconvnet',
+             'skipped': f'{why} (--ham10000_dir)'}]
+  manual_dir, data_dir = epoch_data.sources(ham10000_dir, max_images, cache_dir)
+  args = dict(manual_dir=manual_dir, data_dir=data_dir, epochs=epochs)
+  what = f'{epochs} epochs of paper 1\'s DeepConvNet on {manual_dir}'
+
+  def side(script, framework, args, what, **fields):
+    rows = run_worker(script, args, what)
+    for row in rows:
+      if row['framework'] == 'epoch':  # run_worker names a failed worker by its file
+        row['framework'] = framework
+      row.update(bench='epoch', model=row.get('model') or 'deepconvnet')
+      for key, value in fields.items():
+        row.setdefault(key, value)
+    return rows
+
+  rows = side('epoch_skinjax.py', 'skinjax',
+              dict(args, launcher_timeout_s=FLAGS.worker_timeout_s),
+              f'epoch row, skinjax launcher: {what}')
+  for kind in keras_augment:
+    rows += side('epoch_keras.py', 'keras',
+                 dict(args, augment=kind, jit_compile=FLAGS.keras_jit_compile),
+                 f'epoch row, Keras ({kind}): {what}', augment_kind=kind)
+  return rows
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -162,7 +223,7 @@ def main(argv):
   # Baselines run right after the skinjax rows they are compared with: on a shared
   # machine the load drifts, and neighbours in time see the most similar load.
   groups = {}
-  for c in configs:
+  for c in configs if FLAGS.step_rows else []:
     groups.setdefault((c.model, c.image_size, c.batch_size), []).append(c)
   rows, platform = [], None
   for group in groups.values():
@@ -184,6 +245,10 @@ def main(argv):
     rows += run_worker('depthwise.py', dict(
         image_size=size, batch_size=8, reference_case=not tiny, windows=min(3, FLAGS.windows),
         **({'max_layers': 2} if tiny else {})), f'depthwise implementations on B3 @{size}')
+  if FLAGS.epoch_bench == 'true' or (FLAGS.epoch_bench == 'auto' and FLAGS.preset != 'tiny'):
+    rows += epoch_rows(FLAGS.ham10000_dir, max_images=FLAGS.epoch_max_images,
+                       epochs=FLAGS.epoch_epochs, keras_augment=FLAGS.epoch_keras_augment,
+                       cache_dir=FLAGS.epoch_cache_dir)
   report.add_derived(rows)
   load_end = os.getloadavg()
   versions = {}

@@ -1,7 +1,11 @@
-"""What every launcher does once JAX is first needed: the persistent compilation cache, and
-one line naming the platform and devices it runs on.
+"""What every launcher does once JAX is first needed: XLA's flags, the persistent
+compilation cache, and one line naming the platform and devices it runs on.
 
-  jax_startup.start()  # after the multi-process initialise, before anything compiles
+  jax_startup.start()  # after the multi-process initialise, before anything starts a backend
+
+XLA flags: launch/xla_flags.py's (measured faster on XLA:CPU), added to XLA_FLAGS before
+the first backend starts, which is when XLA reads them (`import jax` and
+`jax.distributed.initialize` do not); `SKINJAX_XLA_FLAGS=0` adds none.
 
 Compilation cache: JAX keeps compiled programs in `$SKINJAX_CACHE_DIR` (default
 `~/.cache/skinjax/jax`), so a second start of the same run skips most of its compiling.
@@ -24,6 +28,8 @@ import tempfile
 from absl import logging
 import jax
 
+import xla_flags
+
 # JAX's own default: programs compiled faster than this are not worth a disk read.
 MIN_COMPILE_SECONDS = 1.0
 # CUDA 13 wheels need this driver or newer; older drivers get CUDA 12's.
@@ -31,8 +37,9 @@ CUDA13_DRIVER = 580
 
 
 def start() -> None:
-  """The compilation cache, then the platform line (and a warning where a GPU is idle)."""
-  for step in (enable_compilation_cache, log_platform):
+  """XLA's flags, the compilation cache, then the platform line (and a warning where a GPU
+  is idle)."""
+  for step in (add_xla_flags, enable_compilation_cache, log_platform):
     try:
       step()
     except Exception as error:  # noqa: BLE001 - reporting must never stop a launcher
@@ -43,6 +50,14 @@ def start() -> None:
 def default_cache_dir(environ=os.environ) -> str:
   return environ.get('SKINJAX_CACHE_DIR') or os.path.join(
       os.path.expanduser('~'), '.cache', 'skinjax', 'jax')
+
+
+def add_xla_flags(environ=os.environ) -> list[str]:
+  """xla_flags.apply, its probe's answers kept in the compilation cache's folder (also with
+  SKINJAX_COMPILATION_CACHE=0: a file of a few bytes); the flags added. Before anything
+  starts a backend: XLA reads XLA_FLAGS then, once."""
+  cache_dir = environ.get('JAX_COMPILATION_CACHE_DIR') or default_cache_dir(environ)
+  return xla_flags.apply(cache_dir, environ)
 
 
 def enable_compilation_cache(environ=os.environ) -> str | None:

@@ -1,5 +1,6 @@
 """A launcher's start-up (launch/jax_startup.py): the platform line, the warning when
-nvidia-smi finds a GPU that JAX does not use, and the persistent compilation cache."""
+nvidia-smi finds a GPU that JAX does not use, and the persistent compilation cache
+(the XLA flags it adds: tests/test_xla_flags.py)."""
 
 import logging
 import os
@@ -82,6 +83,7 @@ def test_jax_platforms_that_keeps_jax_on_the_cpu_is_named(caplog, tmp_path, monk
 def test_no_working_nvidia_smi_means_no_warning(caplog, tmp_path, monkeypatch, script):
   bin_dir = _fake_nvidia_smi(tmp_path / 'bin', script)
   monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
+  monkeypatch.setenv('XLA_FLAGS', os.environ.get('XLA_FLAGS', ''))  # start() adds to it
   with caplog.at_level(logging.INFO, logger='absl'):
     jax_startup.start()
   assert _lines(caplog, logging.WARNING) == []

@@ -59,16 +59,17 @@ def train_step(state, metrics, batch, rng, data=None, *, model, task, preprocess
   if axis_name is not None:
     grads = lax.pmean(grads, axis_name)
     batch_metrics = lax.psum(batch_metrics, axis_name)
-  # With synchronised BatchNorm the new statistics already agree across devices.
-  updated = state.apply_gradients(grads, updates.get('batch_stats', state.batch_stats))
   # After the cross-device reductions, so every device takes the same decision.
   finite = _all_finite(grads) & jnp.isfinite(batch_metrics.loss.total)
   apply = finite if skip_nonfinite else finite & (state.nonfinite_steps == 0)
-  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(apply, n, o), new, old)
+  # One branch for the whole update, not a jnp.where per leaf: XLA:CPU took 200 s instead
+  # of 29 s to compile B3's step with ~1,800 selects (tests/test_nonfinite.py checks the
+  # withheld update). With synchronised BatchNorm the new statistics already agree across
+  # devices.
+  new_stats = updates.get('batch_stats', state.batch_stats)
+  updated = lax.cond(apply, lambda: state.apply_gradients(grads, new_stats),
+                     lambda: state.replace(step=state.step + 1))
   state = updated.replace(
-      params=keep(updated.params, state.params),
-      batch_stats=keep(updated.batch_stats, state.batch_stats),
-      opt_state=keep(updated.opt_state, state.opt_state),
       nonfinite_steps=state.nonfinite_steps + jnp.where(finite, 0, 1).astype(jnp.int32),
       first_nonfinite_step=jnp.where((state.first_nonfinite_step < 0) & ~finite,
                                      state.step, state.first_nonfinite_step).astype(jnp.int32))

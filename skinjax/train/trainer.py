@@ -14,6 +14,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import time
 
 from absl import logging
 import jax
@@ -306,12 +307,15 @@ def _end_epoch(run: _Run, phase: _Phase, state, epoch: int, step: int, train_met
                seconds: float, images: int):
   """Validate, log, checkpoint; keep a phase's final weights; answer a pre-emption."""
   spec = run.spec
+  start = time.perf_counter()
   validation_metrics, _ = passes.eval_pass(
       phase.parallel, state, phase.validation_feed,
       pipeline.eval_order(len(run.data.validation), spec.eval_batch_size, run.shards))
+  # seconds: the training steps alone; validation_seconds: the pass above (metrics read).
   record = {'epoch': epoch, 'step': step, 'phase': spec.phases[phase.index].name,
             'train': train_metrics, 'validation': validation_metrics, 'seconds': seconds,
-            'images_per_second': images / seconds}
+            'images_per_second': images / seconds,
+            'validation_seconds': time.perf_counter() - start}
   if spec.skip_nonfinite:
     record['skipped_nonfinite_steps'] = run.nonfinite_seen
   run.writer.write(record)
