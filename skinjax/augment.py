@@ -16,10 +16,11 @@ non-square ones too.
 """
 
 import dataclasses
+import itertools
 
 import jax
 import jax.numpy as jnp
-from jax.scipy import ndimage
+from jax import lax
 
 FILL_MODES = ('nearest', 'constant', 'reflect', 'wrap')
 
@@ -122,19 +123,58 @@ def keras_affine_matrix(theta, tx, ty, shear, zx, zy, height: int, width: int):
   return matrix[swap][:, swap]
 
 
+def _fix_index(index, size: int, mode: str):
+  """Where an index off the image reads, per fill mode, as scipy.ndimage (and JAX's
+  map_coordinates) define them; 'constant' keeps it (the caller masks it to cval)."""
+  if mode == 'nearest':
+    return jnp.clip(index, 0, size - 1)
+  if mode == 'wrap':
+    return index % size
+  if mode == 'reflect':
+    period = 2 * size  # a mirror of half-wavelength 2 * size on the doubled index
+    mirrored = jnp.abs((2 * index + 1 + period) % (2 * period) - period)
+    return jnp.floor_divide(mirrored - 1, 2)
+  return index
+
+
+def _nodes(coordinate, size: int, order: int, mode: str):
+  """(index, valid, weight) of each sample along one axis, as map_coordinates takes them."""
+  if order == 0:
+    nodes = [(lax.round(coordinate).astype(jnp.int32), jnp.float32(1))]
+  else:
+    lower = jnp.floor(coordinate)
+    upper_weight = coordinate - lower
+    nodes = [(lower.astype(jnp.int32), 1 - upper_weight),
+             (lower.astype(jnp.int32) + 1, upper_weight)]
+  return [(_fix_index(index, size, mode),
+           (0 <= index) & (index < size) if mode == 'constant' else None, weight)
+          for index, weight in nodes]
+
+
 def warp(image, matrix, *, order: int, fill_mode: str = 'nearest', cval: float = 0.0):
-  """image: [H, W, C]; matrix: [3, 3] from output (row, col) to input. Returns float32."""
-  height, width = image.shape[:2]
+  """image: [H, W, C]; matrix: [3, 3] from output (row, col) to input. Returns float32.
+
+  jax.scipy.ndimage.map_coordinates' arithmetic, term for term and in its order (the
+  values are equal bit for bit, tests/test_augment.py), but each of the 2 x 2 samples is
+  one gather of whole pixels: map_coordinates per channel made C times as many gathers,
+  which XLA:CPU runs one element at a time.
+  """
+  height, width, channels = image.shape
   rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
                             jnp.arange(width, dtype=jnp.float32), indexing='ij')
   source = jnp.einsum('ij,jhw->ihw', matrix[:2, :2], jnp.stack([rows, cols]))
   source = source + matrix[:2, 2, None, None]
-
-  def sample(channel):
-    return ndimage.map_coordinates(channel, [source[0], source[1]], order=order,
-                                   mode=fill_mode, cval=cval)
-
-  return jax.vmap(sample, in_axes=2, out_axes=2)(image.astype(jnp.float32))
+  pixels = image.astype(jnp.float32).reshape(height * width, channels)
+  cval = jnp.float32(cval)
+  result = None
+  for (row, row_valid, row_weight), (col, col_valid, col_weight) in itertools.product(
+      _nodes(source[0], height, order, fill_mode), _nodes(source[1], width, order, fill_mode)):
+    contribution = pixels[(row * width + col).reshape(-1)].reshape(height, width, channels)
+    if row_valid is not None:
+      contribution = jnp.where((row_valid & col_valid)[..., None], contribution, cval)
+    term = (row_weight * col_weight)[..., None] * contribution if order else contribution
+    result = term if result is None else result + term
+  return result
 
 
 def adjust_contrast(image, factor):
