@@ -62,6 +62,21 @@ def _part_of(manual_dir: str, max_images: int, folder: str) -> str:
   rows = rows[::stride][:max_images]
   partial = f'{folder}.{os.getpid()}.partial'
   shutil.rmtree(partial, ignore_errors=True)
+  try:
+    _link_part(manual_dir, rows, fields, partial)
+  except BaseException:
+    shutil.rmtree(partial, ignore_errors=True)  # a half-linked part is never left behind
+    raise
+  os.makedirs(os.path.dirname(folder), exist_ok=True)
+  try:
+    os.rename(partial, folder)
+  except OSError:  # another run made it first
+    shutil.rmtree(partial, ignore_errors=True)
+  return folder
+
+
+def _link_part(manual_dir: str, rows: list[dict], fields, partial: str):
+  """`partial` as a download of `rows`: their images linked, their metadata written."""
   for part in IMAGE_PARTS:
     os.makedirs(os.path.join(partial, part))
   for number, row in enumerate(rows):
@@ -76,12 +91,6 @@ def _part_of(manual_dir: str, max_images: int, folder: str) -> str:
     writer = csv.DictWriter(f, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
-  os.makedirs(os.path.dirname(folder), exist_ok=True)
-  try:
-    os.rename(partial, folder)
-  except OSError:  # another run made it first
-    shutil.rmtree(partial, ignore_errors=True)
-  return folder
 
 
 def run_spec(epochs: int):

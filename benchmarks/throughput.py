@@ -188,7 +188,12 @@ def epoch_rows(ham10000_dir: str, *, max_images: int = 0, epochs: int = 2,
     print(f'-- epoch row: skipped ({why}; --ham10000_dir)', flush=True)
     return [{'bench': 'epoch', 'framework': 'skinjax', 'model': 'deepconvnet',
              'skipped': f'{why} (--ham10000_dir)'}]
-  manual_dir, data_dir = epoch_data.sources(ham10000_dir, max_images, cache_dir)
+  try:
+    manual_dir, data_dir = epoch_data.sources(ham10000_dir, max_images, cache_dir)
+  except (OSError, ValueError, KeyError) as error:  # a damaged download: the rows run so far stay
+    why = f'{ham10000_dir} cannot be used: {error}'
+    print(f'-- epoch row: skipped ({why})', flush=True)
+    return [{'bench': 'epoch', 'framework': 'skinjax', 'model': 'deepconvnet', 'skipped': why}]
   args = dict(manual_dir=manual_dir, data_dir=data_dir, epochs=epochs)
   what = f'{epochs} epochs of paper 1\'s DeepConvNet on {manual_dir}'
 

@@ -107,3 +107,18 @@ def test_without_the_download_the_row_is_one_skipped_line(tmp_path):
   assert (f'- skinjax: skipped (no HAM10000 download at {tmp_path / "HAM10000"} '
           '(--ham10000_dir))') in text
   assert 'Not measured:' not in text.split('## One epoch')[0]  # not among the step rows
+
+
+def test_a_download_missing_an_image_is_one_skipped_row_and_leaves_no_partial_part(tmp_path):
+  download = tmp_path / 'HAM10000'
+  for part in ('HAM10000_images_part_1', 'HAM10000_images_part_2'):
+    (download / part).mkdir(parents=True)
+  (download / 'HAM10000_metadata.csv').write_text(
+      'lesion_id,image_id,dx,dx_type,age,sex,localization\n'
+      'HAM_0000001,ISIC_0000001,nv,histo,40.0,male,back\n')
+  cache = tmp_path / 'cache'
+  rows = throughput.epoch_rows(str(download), max_images=1, cache_dir=str(cache))
+  assert len(rows) == 1 and rows[0]['bench'] == 'epoch'
+  assert 'lists ISIC_0000001, but no ISIC_0000001.jpg' in rows[0]['skipped']
+  assert str(download) in rows[0]['skipped']
+  assert not [path for path in cache.rglob('*') if 'partial' in path.name]
