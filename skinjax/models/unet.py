@@ -19,6 +19,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from skinjax.models import conv2d
 from skinjax.models.deepconvnet import keras_kernel_init
 from skinjax.models.dropout import ExampleDropout
 from skinjax.models.pooling import max_pool
@@ -50,6 +51,7 @@ class ConvBlock(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     conv = partial(nn.Conv, self.features, (3, 3), padding='SAME', dtype=self.dtype,
+                   conv_general_dilated=conv2d.conv_general_dilated,
                    param_dtype=self.param_dtype, kernel_init=keras_kernel_init)
     norm = partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
                    epsilon=self.bn_epsilon, dtype=self.dtype, param_dtype=self.param_dtype,

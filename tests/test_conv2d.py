@@ -1,0 +1,116 @@
+"""skinjax.models.conv2d computes lax.conv_general_dilated, value and both gradients."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from skinjax.models import conv2d, create_model
+from skinjax.train.state import init_variables
+
+NHWC = ('NHWC', 'HWIO', 'NHWC')
+CASES = [  # (x shape, kernel shape, strides, padding): odd sides, strides, explicit pads
+    ((2, 9, 9, 3), (3, 3, 3, 4), (1, 1), 'SAME'),
+    ((2, 10, 12, 4), (3, 3, 4, 5), (2, 2), 'SAME'),
+    ((1, 9, 7, 2), (3, 3, 2, 3), (2, 1), 'SAME'),
+    ((2, 8, 8, 3), (3, 3, 3, 2), (1, 1), 'VALID'),
+    ((1, 11, 11, 2), (5, 3, 2, 2), (1, 2), ((2, 1), (0, 3))),
+    ((2, 6, 6, 2), (1, 1, 2, 3), (1, 1), 'SAME'),
+]
+
+
+def _inputs(x_shape, kernel_shape, seed=0):
+  rng = np.random.default_rng(seed)
+  return (jnp.asarray(rng.normal(size=x_shape), jnp.float32),
+          jnp.asarray(rng.normal(size=kernel_shape), jnp.float32))
+
+
+def _loss(conv, strides, padding, x, kernel):
+  y = conv(x, kernel, strides, padding, dimension_numbers=NHWC)
+  # Weights make every output element's gradient different.
+  return jnp.sum(y * jnp.arange(y.size, dtype=y.dtype).reshape(y.shape) / y.size)
+
+
+@pytest.mark.parametrize('x_shape, kernel_shape, strides, padding', CASES)
+def test_value_and_gradients_match_lax(x_shape, kernel_shape, strides, padding):
+  x, kernel = _inputs(x_shape, kernel_shape)
+  want_y = lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC)
+  got_y = jax.jit(lambda x, k: conv2d.conv_general_dilated(
+      x, k, strides, padding, dimension_numbers=NHWC))(x, kernel)
+  np.testing.assert_allclose(got_y, want_y, rtol=1e-5, atol=1e-5)
+  want = jax.grad(lambda x, k: _loss(lax.conv_general_dilated, strides, padding, x, k),
+                  argnums=(0, 1))(x, kernel)
+  got = jax.jit(jax.grad(
+      lambda x, k: _loss(conv2d.conv_general_dilated, strides, padding, x, k),
+      argnums=(0, 1)))(x, kernel)
+  for name, g, w in zip(('input', 'kernel'), got, want):
+    assert g.shape == w.shape, name
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_kernel_gradient_is_the_padded_one_on_the_cpu():
+  """The CPU branch is the one lowered here: its HLO holds the explicit pad the kernel
+  gradient convolves over, which lax's own gradient does not."""
+  x, kernel = _inputs((2, 8, 8, 3), (3, 3, 3, 4))
+  grad = lambda conv: jax.jit(jax.grad(lambda k: _loss(conv, (1, 1), 'SAME', x, k)))
+  ours = grad(conv2d.conv_general_dilated).lower(kernel).as_text()
+  theirs = grad(lax.conv_general_dilated).lower(kernel).as_text()
+  assert 'stablehlo.pad' in ours and 'stablehlo.pad' not in theirs
+
+
+def test_bfloat16_follows_lax():
+  x, kernel = _inputs((2, 8, 8, 4), (3, 3, 4, 4))
+  x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+  got = jax.grad(lambda k: _loss(conv2d.conv_general_dilated, (1, 1), 'SAME', x, k)
+                 .astype(jnp.float32))(kernel)
+  want = jax.grad(lambda k: _loss(lax.conv_general_dilated, (1, 1), 'SAME', x, k)
+                  .astype(jnp.float32))(kernel)
+  assert got.dtype == jnp.bfloat16
+  np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=2e-2,
+                             atol=2e-2)
+
+
+@pytest.mark.parametrize('kwargs', [dict(feature_group_count=2), dict(rhs_dilation=(2, 2)),
+                                    dict(lhs_dilation=(2, 2))])
+def test_other_convolutions_are_lax_own(kwargs):
+  x, kernel = _inputs((1, 9, 9, 4), (3, 3, 4 // kwargs.get('feature_group_count', 1), 4))
+  pads = ((1, 1), (1, 1))  # lax takes no 'SAME' with an input dilation
+  got = conv2d.conv_general_dilated(x, kernel, (1, 1), pads, dimension_numbers=NHWC,
+                                    **kwargs)
+  want = lax.conv_general_dilated(x, kernel, (1, 1), pads, dimension_numbers=NHWC, **kwargs)
+  np.testing.assert_array_equal(got, want)
+
+
+def test_flax_conv_uses_it_with_the_same_parameters():
+  x, _ = _inputs((2, 8, 8, 3), (3, 3, 3, 4))
+  ours = nn.Conv(4, (3, 3), conv_general_dilated=conv2d.conv_general_dilated)
+  theirs = nn.Conv(4, (3, 3))
+  variables = theirs.init(jax.random.key(0), x)
+  assert (jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x))
+          == jax.tree.map(jnp.shape, variables))
+  np.testing.assert_allclose(ours.apply(variables, x), theirs.apply(variables, x),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_unet_gradients_match_lax_convolutions(monkeypatch):
+  """The whole U-Net: the same loss gradient with lax's convolutions swapped back in."""
+  model = create_model('unet', base_width=4)
+  images = _inputs((2, 32, 32, 3), (1, 1, 1, 1))[0]
+  variables = init_variables(jax.random.key(0), model, (1, 32, 32, 3))
+
+  def grads():
+    def loss(params):
+      logits, _ = model.apply({**variables, 'params': params}, images, train=True,
+                              rngs={'dropout': jax.random.key(1)}, mutable=['batch_stats'])
+      return jnp.mean(jax.nn.sigmoid(logits))
+    return jax.jit(jax.grad(loss))(variables['params'])
+
+  ours = grads()
+  monkeypatch.setattr(conv2d, 'conv_general_dilated', lax.conv_general_dilated)
+  theirs = grads()
+  flat_ours, flat_theirs = jax.tree.leaves(ours), jax.tree.leaves(theirs)
+  assert len(flat_ours) == len(flat_theirs)
+  for a, b in zip(flat_ours, flat_theirs):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
