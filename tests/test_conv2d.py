@@ -21,6 +21,20 @@ CASES = [  # (x shape, kernel shape, strides, padding): odd sides, strides, expl
 ]
 
 
+EIGEN = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
+
+
+@pytest.fixture(params=['eigen', 'defaults'])
+def xla_flags(request, monkeypatch):
+  """Both of conv2d's choices: the padded kernel gradient (with the flag the launchers
+  set) and lax's own (XLA's defaults). The choice is read when a function is traced."""
+  if request.param == 'eigen':
+    monkeypatch.setenv('XLA_FLAGS', EIGEN)
+  else:
+    monkeypatch.delenv('XLA_FLAGS', raising=False)
+  return request.param
+
+
 def _inputs(x_shape, kernel_shape, seed=0):
   rng = np.random.default_rng(seed)
   return (jnp.asarray(rng.normal(size=x_shape), jnp.float32),
@@ -34,7 +48,7 @@ def _loss(conv, strides, padding, x, kernel):
 
 
 @pytest.mark.parametrize('x_shape, kernel_shape, strides, padding', CASES)
-def test_value_and_gradients_match_lax(x_shape, kernel_shape, strides, padding):
+def test_value_and_gradients_match_lax(x_shape, kernel_shape, strides, padding, xla_flags):
   x, kernel = _inputs(x_shape, kernel_shape)
   want_y = lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC)
   got_y = jax.jit(lambda x, k: conv2d.conv_general_dilated(
@@ -50,17 +64,31 @@ def test_value_and_gradients_match_lax(x_shape, kernel_shape, strides, padding):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
-def test_kernel_gradient_is_the_padded_one_on_the_cpu():
-  """The CPU branch is the one lowered here: its HLO holds the explicit pad the kernel
-  gradient convolves over, which lax's own gradient does not."""
+def test_kernel_gradient_is_the_padded_one_with_eigen_convolutions(xla_flags):
+  """With the flag, the CPU branch lowered here holds the explicit pad the kernel gradient
+  convolves over, which lax's own gradient does not; without it, no pad."""
   x, kernel = _inputs((2, 8, 8, 3), (3, 3, 3, 4))
   grad = lambda conv: jax.jit(jax.grad(lambda k: _loss(conv, (1, 1), 'SAME', x, k)))
   ours = grad(conv2d.conv_general_dilated).lower(kernel).as_text()
   theirs = grad(lax.conv_general_dilated).lower(kernel).as_text()
-  assert 'stablehlo.pad' in ours and 'stablehlo.pad' not in theirs
+  assert 'stablehlo.pad' not in theirs
+  assert ('stablehlo.pad' in ours) == (xla_flags == 'eigen')
 
 
-def test_bfloat16_follows_lax():
+@pytest.mark.parametrize('flags, eigen', [
+    ('', False),
+    (EIGEN, True),
+    (f'--xla_dump_to=/tmp/x {EIGEN} --xla_cpu_use_xnnpack=true', True),
+    ('--xla_cpu_experimental_ynn_fusion_type=individual_convolution', False),
+    (f'{EIGEN} --xla_cpu_experimental_ynn_fusion_type=dot', False),  # the last one counts
+    ('--xla_cpu_experimental_ynn_fusion_type=dot,-individual_convolution', True),
+])
+def test_eigen_convolutions_reads_the_last_setting_of_the_flag(monkeypatch, flags, eigen):
+  monkeypatch.setenv('XLA_FLAGS', flags)
+  assert conv2d.eigen_convolutions() is eigen
+
+
+def test_bfloat16_follows_lax(xla_flags):
   x, kernel = _inputs((2, 8, 8, 4), (3, 3, 4, 4))
   x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
   got = jax.grad(lambda k: _loss(conv2d.conv_general_dilated, (1, 1), 'SAME', x, k)
@@ -96,6 +124,7 @@ def test_flax_conv_uses_it_with_the_same_parameters():
 
 def test_unet_gradients_match_lax_convolutions(monkeypatch):
   """The whole U-Net: the same loss gradient with lax's convolutions swapped back in."""
+  monkeypatch.setenv('XLA_FLAGS', EIGEN)
   model = create_model('unet', base_width=4)
   images = _inputs((2, 32, 32, 3), (1, 1, 1, 1))[0]
   variables = init_variables(jax.random.key(0), model, (1, 32, 32, 3))

@@ -4,12 +4,18 @@ that XLA:CPU runs fast at small batches.
 XLA computes a SAME convolution's kernel gradient as one convolution whose window is the
 whole (padded) output map and whose output is only kh x kw x C_in x C_out. XLA:CPU's Eigen
 kernel runs that shape slowly when the padding is part of it: for U-Net's 16->16 layer at
-224x224, batch 2, 11.0 ms, against 5.5 ms for the same gradient of a VALID convolution
-over the input padded beforehand, and TensorFlow's 3.0 ms (2-core AMD EPYC, jax 0.10.2;
-benchmarks/conv_kernel_grad.py times U-Net's layers). So the kernel gradient here pads
-first; the forward pass and the input gradient are lax's own. At batch 8 (B3's layers)
-the two take the same time, so only U-Net uses this. The numbers are the same sum
-(float32 rounding apart; tests/test_conv2d.py).
+224x224, batch 2, 10.3 ms, against 5.1 ms for the same gradient of a VALID convolution
+over the input padded beforehand, and TensorFlow's 1.4 ms (2-core AMD EPYC, jax 0.10.2;
+benchmarks/conv_kernel_grad.py times U-Net's layers: 1.8x over all of them). So the kernel
+gradient here pads first; the forward pass and the input gradient are lax's own. At batch
+8 (B3's layers) the two take the same time, so only U-Net uses this. The numbers are the
+same sum (float32 rounding apart; tests/test_conv2d.py).
+
+That holds for Eigen's convolutions, which XLA:CPU runs when YNNPACK's are turned off
+(`--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`, the flag the launchers
+and benchmarks set: launch/xla_flags.py). With XLA's defaults YNNPACK runs them, and there
+the padded gradient is 0.72x lax's over U-Net's layers, so without that flag in XLA_FLAGS
+this is lax's convolution throughout.
 
 GPUs and TPUs have native kernel-gradient convolutions, so everywhere but the CPU this is
 `lax.conv_general_dilated` itself; the choice is made when XLA lowers for a platform
@@ -17,12 +23,22 @@ GPUs and TPUs have native kernel-gradient convolutions, so everywhere but the CP
 """
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 _NHWC = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
+_YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type='
+
+
+def eigen_convolutions() -> bool:
+  """Whether XLA_FLAGS turns YNNPACK's convolutions off (its last setting of the flag
+  names -individual_convolution), so that XLA:CPU runs Eigen's."""
+  values = [flag[len(_YNN_FLAG):] for flag in os.environ.get('XLA_FLAGS', '').split()
+            if flag.startswith(_YNN_FLAG)]
+  return bool(values) and '-individual_convolution' in values[-1].split(',')
 
 
 def _pads(x_shape, kernel_shape, strides, padding):
@@ -79,13 +95,15 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None, **kwargs):
   """`lax.conv_general_dilated`, with the padded kernel gradient on the CPU for the plain
-  NHWC 2-D case (no dilation, no groups); anything else is lax's as it is."""
+  NHWC 2-D case (no dilation, no groups) when XLA runs Eigen's convolutions; anything else
+  is lax's as it is."""
   plain = lax.conv_general_dilated
   args = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
               dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
               precision=precision, **kwargs)
-  if kwargs or not _is_plain_2d(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers,
-                                feature_group_count, precision):
+  if kwargs or not eigen_convolutions() or not _is_plain_2d(
+      lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
+      precision):
     return plain(lhs, rhs, window_strides, padding, **args)
   strides = tuple(window_strides)
   pads = tuple(_pads(lhs.shape, rhs.shape, strides, padding))
