@@ -26,6 +26,8 @@ flags.DEFINE_integer('base_width', 16, "U-Net's first block width.")
 flags.DEFINE_integer('image_size', 224, 'U-Net input side.')
 flags.DEFINE_integer('batch_size', 2, 'Batch of every timed layer.')
 flags.DEFINE_integer('depth', 4, "U-Net's down-sampling steps.")
+flags.DEFINE_integer('windows', 5, 'Timed windows per measurement (median reported).')
+flags.DEFINE_float('min_window_s', 0.5, 'Shortest timed window, in seconds.')
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
 
@@ -49,7 +51,8 @@ def unet_layers(base: int, size: int, depth: int) -> collections.Counter:
 
 def _time(fn, *args):
   jitted = jax.jit(fn)
-  timing = protocol.time_steps(lambda: jitted(*args), jax.block_until_ready, 1)
+  timing = protocol.time_steps(lambda: jitted(*args), jax.block_until_ready, 1,
+                               windows=FLAGS.windows, min_window_s=FLAGS.min_window_s)
   return timing.step_s * 1e3
 
 
@@ -64,7 +67,8 @@ def _tf_timer():
     fn = tf.function(lambda: tf.raw_ops.Conv2DBackpropFilter(
         input=x, filter_sizes=list(kernel_shape), out_backprop=grad, strides=[1, 1, 1, 1],
         padding='SAME'))
-    timing = protocol.time_steps(fn, lambda out: out.numpy(), 1)
+    timing = protocol.time_steps(fn, lambda out: out.numpy(), 1, windows=FLAGS.windows,
+                                 min_window_s=FLAGS.min_window_s)
     return timing.step_s * 1e3
   return timer
 

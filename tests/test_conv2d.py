@@ -1,5 +1,11 @@
 """skinjax.models.conv2d computes lax.conv_general_dilated, value and both gradients."""
 
+import collections
+import os
+from pathlib import Path
+import subprocess
+import sys
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,6 +16,7 @@ from jax import lax
 from skinjax.models import conv2d, create_model
 from skinjax.train.state import init_variables
 
+REPO = Path(__file__).resolve().parent.parent
 NHWC = ('NHWC', 'HWIO', 'NHWC')
 CASES = [  # (x shape, kernel shape, strides, padding): odd sides, strides, explicit pads
     ((2, 9, 9, 3), (3, 3, 3, 4), (1, 1), 'SAME'),
@@ -102,16 +109,22 @@ def test_bfloat16_follows_lax(xla_flags):
 
 @pytest.mark.parametrize('kwargs', [dict(feature_group_count=2), dict(rhs_dilation=(2, 2)),
                                     dict(lhs_dilation=(2, 2))])
-def test_other_convolutions_are_lax_own(kwargs):
+def test_other_convolutions_are_lax_own(monkeypatch, kwargs):
+  """Even with the padded gradient on, a grouped or dilated convolution and its gradient
+  lower to exactly what lax's do."""
+  monkeypatch.setenv('XLA_FLAGS', EIGEN)
   x, kernel = _inputs((1, 9, 9, 4), (3, 3, 4 // kwargs.get('feature_group_count', 1), 4))
   pads = ((1, 1), (1, 1))  # lax takes no 'SAME' with an input dilation
-  got = conv2d.conv_general_dilated(x, kernel, (1, 1), pads, dimension_numbers=NHWC,
-                                    **kwargs)
-  want = lax.conv_general_dilated(x, kernel, (1, 1), pads, dimension_numbers=NHWC, **kwargs)
-  np.testing.assert_array_equal(got, want)
+
+  def lowered(conv):
+    def loss(x, k):
+      return jnp.sum(conv(x, k, (1, 1), pads, dimension_numbers=NHWC, **kwargs))
+    return jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, kernel).as_text()
+
+  assert lowered(conv2d.conv_general_dilated) == lowered(lax.conv_general_dilated)
 
 
-def test_flax_conv_uses_it_with_the_same_parameters():
+def test_flax_conv_uses_it_with_the_same_parameters(xla_flags):
   x, _ = _inputs((2, 8, 8, 3), (3, 3, 3, 4))
   ours = nn.Conv(4, (3, 3), conv_general_dilated=conv2d.conv_general_dilated)
   theirs = nn.Conv(4, (3, 3))
@@ -143,3 +156,38 @@ def test_unet_gradients_match_lax_convolutions(monkeypatch):
   assert len(flat_ours) == len(flat_theirs)
   for a, b in zip(flat_ours, flat_theirs):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_the_padded_gradient_is_on_with_the_launchers_flags(monkeypatch):
+  """conv2d reads the flag launch/xla_flags.py adds: the two must name the same one."""
+  sys.path.insert(0, str(REPO / 'launch'))
+  try:
+    import xla_flags  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.remove(str(REPO / 'launch'))
+  monkeypatch.setenv('XLA_FLAGS', ' '.join(xla_flags.CPU_FLAGS))
+  assert conv2d.eigen_convolutions()
+
+
+def test_kernel_gradient_benchmark_times_every_unet_layer():
+  """benchmarks/conv_kernel_grad.py at a tiny U-Net: one row per distinct layer, whose
+  counts add up to U-Net's 3x3 convolutions, and a total (its values are not asserted)."""
+  width, size, depth = 2, 32, 2
+  done = subprocess.run(
+      [sys.executable, str(REPO / 'benchmarks' / 'conv_kernel_grad.py'),
+       f'--base_width={width}', f'--image_size={size}', f'--depth={depth}', '--windows=1',
+       '--min_window_s=0.001'], capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'XLA_FLAGS': EIGEN})
+  assert done.returncode == 0, done.stderr[-3000:]
+  rows = [[cell.strip() for cell in line.split('|')[1:3]]
+          for line in done.stdout.splitlines() if line.startswith('| ') and '->' in line]
+  model = create_model('unet', base_width=width, depth=depth)
+  params = init_variables(jax.random.key(0), model, (1, size, size, 3))['params']
+  kernels = [leaf.shape for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+             if path[-1].key == 'kernel' and leaf.shape[:2] == (3, 3)]
+  timed = collections.Counter()
+  for layer, count in rows:
+    c_in, c_out = map(int, layer.split()[1].split('->'))
+    timed[(c_in, c_out)] += int(count)
+  assert timed == collections.Counter(shape[2:] for shape in kernels)
+  assert any(line.startswith('| U-Net total') for line in done.stdout.splitlines())

@@ -63,9 +63,9 @@ def train_step(state, metrics, batch, rng, data=None, *, model, task, preprocess
   finite = _all_finite(grads) & jnp.isfinite(batch_metrics.loss.total)
   apply = finite if skip_nonfinite else finite & (state.nonfinite_steps == 0)
   # One branch for the whole update, not a jnp.where per leaf: XLA:CPU took 200 s instead
-  # of 29 s to compile B3's step with ~1,800 selects (tests/test_nonfinite.py checks the
-  # withheld update). With synchronised BatchNorm the new statistics already agree across
-  # devices.
+  # of 29 s to compile B3's step with ~1,800 selects (tests/test_withheld_update.py checks
+  # the withheld update). With synchronised BatchNorm the new statistics already agree
+  # across devices.
   new_stats = updates.get('batch_stats', state.batch_stats)
   updated = lax.cond(apply, lambda: state.apply_gradients(grads, new_stats),
                      lambda: state.replace(step=state.step + 1))
