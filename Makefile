@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench gpu-check clean
+.PHONY: setup demo test test-slow bench gpu-check reproduce clean
 
 # With an NVIDIA GPU, JAX's CUDA build too: tools/accelerator_extra.sh says which, in a line.
 $(STAMP): pyproject.toml
@@ -29,6 +29,14 @@ TEST_WORKERS ?= 3
 test: setup
 	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The papers' tables (launch/reproduce_plan.py) run and written into RESULTS.md between
+# their markers: resumable, a rerun skips finished runs. SCALE=cpu (2 cores, the real data in
+# ../shared/data), paper (an accelerator), tiny (synthetic, what CI runs).
+SCALE ?= cpu
+REPRODUCE_FLAGS ?=
+reproduce: setup
+	$(PY) launch/reproduce.py --scale=$(SCALE) $(REPRODUCE_FLAGS)
 
 # The checks too slow for CI (the whole real datasets, native sizes); run before resolving.
 test-slow: setup

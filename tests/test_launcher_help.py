@@ -10,7 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize('launcher', ['train', 'evaluate', 'predict', 'demo'])
+@pytest.mark.parametrize('launcher', ['train', 'evaluate', 'predict', 'demo', 'reproduce'])
 def test_help_prints_the_flags_and_exits_zero(launcher):
   done = subprocess.run([sys.executable, os.path.join(ROOT, 'launch', f'{launcher}.py'),
                          '--help'], capture_output=True, text=True, timeout=120)

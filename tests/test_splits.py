@@ -1,4 +1,5 @@
-"""Splits: grouped by lesion, stratified by class, deterministic; paper 1's balancing."""
+"""Splits: grouped by lesion, stratified by class, deterministic; paper 1's balancing and the
+class-weighted loss beside it."""
 
 from collections import Counter
 
@@ -107,3 +108,19 @@ def test_paper_protocol_puts_copies_of_one_image_in_train_and_test():
 def test_balancing_factors_must_name_dataset_classes():
   with pytest.raises(ValueError, match=r"\['melanoma'\]"):
     balance.copies_per_class(HAM10000_NAMES, {'melanoma': 4})
+
+
+def test_class_weights_equal_scikit_learns_balanced_weights():
+  from sklearn.utils.class_weight import compute_class_weight
+  labels = ham10000_labels()
+  expected = compute_class_weight('balanced', classes=np.arange(7), y=labels)
+  np.testing.assert_allclose(balance.inverse_frequency_weights(labels, 7), expected, rtol=1e-12)
+  # Weighted, every class contributes as much loss as nv does: count * weight is constant.
+  totals = np.bincount(labels) * np.array(balance.inverse_frequency_weights(labels, 7))
+  np.testing.assert_allclose(totals, len(labels) / 7)
+
+
+def test_a_class_absent_from_the_train_split_gets_weight_zero():
+  weights = balance.inverse_frequency_weights(np.array([0, 0, 2, 2, 2, 2]), 3)
+  assert weights[1] == 0.0
+  assert weights[0] == pytest.approx(6 / (2 * 2)) and weights[2] == pytest.approx(6 / (2 * 4))

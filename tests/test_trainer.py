@@ -131,6 +131,10 @@ def test_evaluation_on_one_device_restores_a_four_device_run(classifier_run):
     ({'best_metric': 'dice'}, r"^--config.best_metric='dice': a classification run measures"),
     ({'dataset_config': 'masks'}, r"^--config.dataset_config='masks': ham10000 has no such "
                                   r"config; its configs: images, with_masks"),
+    ({'balance': 'class_weights', 'class_weights': (1.0,) * 7},
+     r'^--config.balance=class_weights: derives the weights from the train split'),
+    ({'balance': 'class_weights', 'split_protocol': 'paper'},
+     r'^--config.balance=class_weights: the paper protocol balances by duplication'),
 ])
 def test_spec_mistakes_are_named_before_anything_is_built(changes, message):
   with pytest.raises(ConfigError, match=message):
@@ -187,3 +191,21 @@ def test_evaluating_a_workdir_without_checkpoints_says_so(tmp_path):
   result = run_launcher('evaluate.py', f'--workdir={tmp_path}')
   assert result.returncode == 2
   assert f'error: --workdir={tmp_path}: no checkpoints in' in result.stderr
+
+
+def test_class_weighted_loss_keeps_the_train_splits_weights_for_the_restored_run(
+    layouts, tmp_path):
+  from sklearn.utils.class_weight import compute_class_weight
+  from skinjax.data import experiment_data
+  spec = classifier_spec(epochs=1, balance='class_weights', augment='none')
+  train(spec, tmp_path / 'weighted', layouts)
+  data = experiment_data.prepare(spec, data_dir=layouts['data_dir'],
+                                 manual_dir=layouts['ham10000'])
+  classes = len(synthetic.HAM10000_CLASSES)
+  expected = compute_class_weight('balanced', classes=np.arange(classes),
+                                  y=data.train.labels)
+  assert len(data.train_indices) == len(data.train)  # weighted, not duplicated
+  saved = json.loads((tmp_path / 'weighted' / 'config.json').read_text())['class_weights']
+  np.testing.assert_allclose(saved, expected, rtol=1e-6)
+  restored = restore_run(str(tmp_path / 'weighted'))
+  np.testing.assert_allclose(restored.task.class_weights, expected, rtol=1e-6)

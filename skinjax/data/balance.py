@@ -1,4 +1,5 @@
-"""Paper 1's class balancing by duplication, and its split protocol.
+"""Paper 1's class balancing by duplication, its split protocol, and class-weighted loss
+as the alternative to duplication.
 
 Paper 1 (Table 4) balances HAM10000 by repeating minority-class images: with a class's
 "factor used" f, the class ends with `Counts + Counts * f + Counts` images, i.e. every
@@ -33,6 +34,18 @@ def duplicate_by_class(indices: np.ndarray, labels: np.ndarray, class_names: Seq
   indices = np.asarray(indices)
   copies = copies_per_class(class_names, factors)[np.asarray(labels)[indices]]
   return np.repeat(indices, copies)
+
+
+def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> tuple[float, ...]:
+  """Per-class loss weights n / (classes * count), Keras users' `class_weight` as
+  scikit-learn's compute_class_weight('balanced') gives it: every class then weighs as much
+  in the loss as under balancing by duplication, without copying any image. A class with no
+  training example gets 0 (it has no loss term to weigh)."""
+  counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)
+  present = counts > 0
+  weights = np.zeros(num_classes)
+  weights[present] = counts.sum() / (present.sum() * counts[present])
+  return tuple(float(weight) for weight in weights)
 
 
 def paper_split(labels: np.ndarray, class_names: Sequence[str],

@@ -22,6 +22,8 @@ class ExperimentData:
   # What spec.exclude_overlap_with left out of `train` (JSON-ready; see leave_out_overlap),
   # or None.
   left_out: dict | None = None
+  # spec.balance='class_weights': the loss weight of each class, from the train split.
+  class_weights: tuple[float, ...] | None = None
 
 
 SPLITS = ('train', 'validation', 'test')
@@ -67,8 +69,10 @@ def prepare(spec, *, data_dir: str | None = None, manual_dir: str | None = None,
   indices = np.arange(len(train))
   if spec.balance == 'paper1':
     indices = balance.duplicate_by_class(indices, train.labels, class_names)
+  weights = (balance.inverse_frequency_weights(train.labels, len(class_names))
+             if spec.balance == 'class_weights' else None)
   return ExperimentData(train, indices, validation, test, class_names, builder.info.full_name,
-                        left_out)
+                        left_out, weights)
 
 
 def leave_out_overlap_with(other: str, builder, train: SplitArrays, class_names, *,

@@ -55,7 +55,7 @@ def restore_run(workdir: str, *, step: str | int = 'best') -> RestoredRun:
     spec = workdir_lib.spec_of(description)
     num_classes = description['num_classes']
     built.update(spec=spec, model=build.model(spec, num_classes),
-                 task=build.task(spec, num_classes))
+                 task=build.task(spec, num_classes, description.get('class_weights')))
     template, built['tx'] = phases.state_template(spec.phases[progress['phase']],
                                                   built['model'], spec.image_size)
     return template

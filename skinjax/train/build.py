@@ -15,13 +15,16 @@ def model(spec: RunSpec, num_classes: int):
   return create_model(spec.model, **kwargs)
 
 
-def task(spec: RunSpec, num_classes: int):
+def task(spec: RunSpec, num_classes: int, derived_class_weights=None):
+  """derived_class_weights: what --config.balance=class_weights found in the train split
+  (the run description keeps them, so a restored run weighs its loss the same)."""
   if spec.task == 'segmentation':
     return SegmentationTask(spec.loss)
   if spec.class_weights and len(spec.class_weights) != num_classes:
     raise ConfigError(f'--config.class_weights: {len(spec.class_weights)} weights for the '
                       f'{num_classes} classes of {spec.dataset}')
-  return ClassificationTask(num_classes, class_weights=spec.class_weights or None,
+  weights = spec.class_weights or derived_class_weights
+  return ClassificationTask(num_classes, class_weights=tuple(weights) if weights else None,
                             label_smoothing=spec.label_smoothing)
 
 

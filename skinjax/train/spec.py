@@ -39,7 +39,7 @@ AUGMENTATIONS = {
 TASKS = ('classification', 'segmentation')
 CLASSIFICATION_LOSSES = ('softmax_cross_entropy',)
 SPLIT_PROTOCOLS = ('lesion', 'paper')
-BALANCING = ('none', 'paper1')
+BALANCING = ('none', 'paper1', 'class_weights')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 BEST_MODES = ('max', 'min')
 
@@ -76,7 +76,7 @@ class RunSpec:
   dataset_config: str = ''  # '' is the builder's default config
   image_size: int = 0
   split_protocol: str = 'lesion'
-  balance: str = 'none'
+  balance: str = 'none'  # paper1 (duplication) or class_weights (a weighted loss)
   augment: str = 'none'
   normalization: Normalization = Normalization()
   # Build the dataset leaving out damaged files (logged, counted in its metadata).
@@ -447,11 +447,22 @@ def _split_protocol(spec):
 
 
 def _balance(spec):
-  return _one_of('balance', spec.balance, BALANCING) or (
-      f'--config.balance=paper1: Table 4 factors are for ham10000 classification, not '
-      f'{spec.dataset} {spec.task}'
-      if spec.balance == 'paper1' and (spec.dataset != 'ham10000'
-                                       or spec.task != 'classification') else None)
+  unknown = _one_of('balance', spec.balance, BALANCING)
+  if unknown:
+    return unknown
+  if spec.balance == 'paper1' and (spec.dataset != 'ham10000' or spec.task != 'classification'):
+    return (f'--config.balance=paper1: Table 4 factors are for ham10000 classification, not '
+            f'{spec.dataset} {spec.task}')
+  if spec.balance == 'class_weights':
+    if spec.task != 'classification':
+      return '--config.balance=class_weights: weighs classes of a classifier\'s loss only'
+    if spec.class_weights:
+      return ('--config.balance=class_weights: derives the weights from the train split; '
+              'drop --config.class_weights, or set balance to none to give them yourself')
+    if spec.split_protocol == 'paper':
+      return ('--config.balance=class_weights: the paper protocol balances by duplication '
+              'before splitting; use it with --config.split_protocol=lesion')
+  return None
 
 
 def _normalization(spec):

@@ -166,10 +166,11 @@ def _opened(spec, workdir, sources, show_progress, preemption):
   num_classes = len(data.class_names) if classification else 1
   description = workdir_lib.describe_run(
       spec, class_names=data.class_names if classification else None,
-      dataset_full_name=data.dataset_full_name, data_dir=data_dir, left_out=data.left_out)
+      dataset_full_name=data.dataset_full_name, data_dir=data_dir, left_out=data.left_out,
+      class_weights=data.class_weights)
   checkpoints = Checkpointer(workdir_lib.checkpoint_dir(workdir), best_metric=spec.best_metric,
                              best_mode=spec.best_mode, keep_best=spec.keep_best)
-  run = _Run(spec, workdir, data, build.model(spec, num_classes), build.task(spec, num_classes),
+  run = _Run(spec, workdir, data, build.model(spec, num_classes), build.task(spec, num_classes, data.class_weights),
              description, checkpoints, None, steps_per_epoch,
              spec.num_shards(jax.process_count()), show_progress, preemption)
   try:

@@ -38,13 +38,14 @@ def report_dir(workdir: str, name: str) -> str:
 
 
 def describe_run(spec: RunSpec, *, class_names, dataset_full_name: str, data_dir: str,
-                 left_out: dict | None = None) -> dict:
+                 left_out: dict | None = None, class_weights=None) -> dict:
   """What a checkpoint carries besides the weights: enough to rebuild and check the run.
 
   class_names: the classifier's classes, or None for a segmenter (one logit per pixel).
   left_out: what spec.exclude_overlap_with left out of the train split
     (experiment_data.leave_out_overlap_with); its counts are kept, its pairs go to
     left_out.json.
+  class_weights: the loss weights spec.balance='class_weights' derived from the train split.
   """
   summary = None if left_out is None else {
       key: left_out[key] for key in ('dataset', 'splits', 'count', 'by_class')}
@@ -65,6 +66,7 @@ def describe_run(spec: RunSpec, *, class_names, dataset_full_name: str, data_dir
       'seed': spec.seed,
       'config': spec.to_dict(),
       'left_out': summary,
+      'class_weights': None if class_weights is None else list(class_weights),
   }
 
 

@@ -1,0 +1,214 @@
+"""The reproduction tables, made from the runs' summaries (launch/reproduce.py writes them)
+and written between their markers in a markdown file, leaving the rest of it as it was.
+
+A table's block is everything between `<!-- reproduce:<scale>:<table> begin -->` and
+`<!-- reproduce:<scale>:<table> end -->`; a block not yet in the file is added at its end.
+"""
+
+import json
+import os
+
+import numpy as np
+
+
+class MarkerError(ValueError):
+  """The file's markers cannot be matched (one line naming the file and the marker)."""
+
+
+TITLES = {
+    'table6': "Paper 1, Table 6: DeepConvNet on HAM10000 (28x28)",
+    'table8': "Paper 1, Table 8: U-Net segmentation",
+}
+
+# (column header, metric key, scale): figures shown as percentages.
+TABLE6_METRICS = (('accuracy', 'accuracy'), ('weighted precision', 'precision_weighted'),
+                  ('weighted recall', 'recall_weighted'),
+                  ('balanced accuracy', 'balanced_accuracy'), ('macro F1', 'f1_macro'))
+TABLE8_METRICS = (('pixel accuracy', 'pixel_accuracy'), ('precision', 'precision'),
+                  ('recall', 'recall'), ('Dice', 'dice'), ('IoU (lesion)', 'iou'),
+                  ('mean IoU (two classes)', 'mean_iou'),
+                  ('thresholded Jaccard (ISIC)', 'thresholded_jaccard'))
+
+# Figures of other work, shown beside ours; not run here.
+PUBLISHED_TABLE6 = (
+    ('paper 1 as published (duplicate, then split; its test split also chose the '
+     'checkpoint)', {'accuracy': '97.2', 'precision_weighted': '97.5',
+                     'recall_weighted': '97.2'}, '9,151 copies'),
+    ('MedMNIST v2 DermaMNIST, ResNet-18 (28), split by image, no balancing (Yang et al. '
+     '2023)', {'accuracy': '73.5'}, '2,005'),
+    ('DermaMNIST corrected for leakage, ResNet-18 (28) (Abhishek et al., '
+     'kakumarabhishek/Corrected-Skin-Image-Datasets, their logs)',
+     {'accuracy': '81.8-83.0'}, '-'),
+)
+PUBLISHED_TABLE8 = (
+    ("paper 1 as published (PH2 test split; its 'IoU' above its Dice can only be the "
+     'two-class mean)', {'pixel_accuracy': '96.14', 'precision': '93.44', 'recall': '94.09',
+                         'dice': '92.55', 'mean_iou': '96.43'}),
+)
+
+
+def markers(scale: str, table: str) -> tuple[str, str]:
+  return (f'<!-- reproduce:{scale}:{table} begin -->',
+          f'<!-- reproduce:{scale}:{table} end -->')
+
+
+def load_summaries(folder: str, runs) -> dict:
+  """name -> summary of each planned run that has one (an unreadable one counts as none)."""
+  found = {}
+  for run in runs:
+    try:
+      with open(os.path.join(folder, f'{run.name}.json')) as file:
+        found[run.name] = json.load(file)
+    except (OSError, ValueError):
+      continue
+  return found
+
+
+def spread(values) -> str:
+  """'80.26' for one value; 'mean ± sample std' for several, as percentages."""
+  values = [100 * value for value in values]
+  if len(values) == 1:
+    return f'{values[0]:.2f}'
+  return f'{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}'
+
+
+def majority(summary) -> str:
+  """The test split's largest class and its share: the accuracy of always answering it."""
+  matrix = np.array(summary['scores']['test']['confusion_matrix'])
+  counts = matrix.sum(axis=1)
+  top = int(np.argmax(counts))
+  names = summary.get('class_names') or [str(i) for i in range(len(counts))]
+  return f'{names[top]} {100 * counts[top] / counts.sum():.1f}'
+
+
+def minutes(summaries) -> str:
+  return f'{np.mean([s["wall_s"] for s in summaries]) / 60:.1f}'
+
+
+def row_runs(row, runs, summaries):
+  planned = [run for run in runs if run.table == row.table and run.row == row.key]
+  return planned, [summaries[run.name] for run in planned if run.name in summaries]
+
+
+def render_table6(rows, runs, summaries) -> list[str]:
+  head = ('| row | seeds | ' + ' | '.join(name for name, _ in TABLE6_METRICS) +
+          ' | train accuracy, last epoch | test images | test majority class % (always '
+          'answering it) | minutes per seed |')
+  lines = [head, '|' + ' --- |' * (len(TABLE6_METRICS) + 6)]
+  for label, figures, examples in PUBLISHED_TABLE6:
+    cells = [figures.get(key, '-') for _, key in TABLE6_METRICS]
+    lines.append(f'| {label} | - | {" | ".join(cells)} | - | {examples} | - | - |')
+  for row in rows:
+    planned, done = row_runs(row, runs, summaries)
+    if not planned:
+      continue
+    if not done:
+      lines.append(f'| {row.label} | 0 of {len(planned)} | ' +
+                   ' | '.join(['not run yet'] + ['-'] * (len(TABLE6_METRICS) + 3)) + ' |')
+      continue
+    cells = [spread([s['scores']['test']['metrics'][key] for s in done])
+             for _, key in TABLE6_METRICS]
+    train = spread([s['last_epoch_train'].get('accuracy', float('nan')) for s in done])
+    examples = {s['scores']['test']['examples'] for s in done}
+    lines.append(f'| {row.label} | {len(done)} of {len(planned)} | {" | ".join(cells)} | '
+                 f'{train} | {"/".join(f"{n:,}" for n in sorted(examples))} | '
+                 f'{majority(done[0])} | {minutes(done)} |')
+  return lines
+
+
+def render_table8(rows, runs, summaries) -> list[str]:
+  head = ('| row | scored on | ' + ' | '.join(name for name, _ in TABLE8_METRICS) +
+          ' | images | minutes |')
+  lines = [head, '|' + ' --- |' * (len(TABLE8_METRICS) + 4)]
+  for label, figures in PUBLISHED_TABLE8:
+    cells = [figures.get(key, '-') for _, key in TABLE8_METRICS]
+    lines.append(f'| {label} | PH2 | {" | ".join(cells)} | - | - |')
+  for row in rows:
+    planned, done = row_runs(row, runs, summaries)
+    if not planned:
+      continue
+    if not done:
+      lines.append(f'| {row.label} | - | ' + ' | '.join(
+          ['not run yet'] + ['-'] * (len(TABLE8_METRICS) + 1)) + ' |')
+      continue
+    for target in done[0]['scores']:
+      scores = [s['scores'][target] for s in done if target in s['scores']]
+      cells = [spread([score['metrics'][key] for score in scores])
+               for _, key in TABLE8_METRICS]
+      where = 'its test split' if target == 'test' else target + ' (never trained on)'
+      lines.append(f'| {row.label} | {where} | {" | ".join(cells)} | '
+                   f'{scores[0]["examples"]:,} | {minutes(done)} |')
+  return lines
+
+
+RENDERERS = {'table6': render_table6, 'table8': render_table8}
+
+
+def runs_list(table, runs, summaries, relative_to: str) -> list[str]:
+  """Each run of the table: state, command(s), machine, wall time, figures."""
+  lines = []
+  for run in (run for run in runs if run.table == table):
+    summary = summaries.get(run.name)
+    if summary is None:
+      lines.append(f'- `{run.name}`: not run yet')
+      continue
+    where = summary['machine']
+    figures = ', '.join(
+        f'[{name.replace("_", " ")}]({os.path.relpath(path, relative_to)})'
+        for name, path in summary.get('figures', {}).items())
+    epochs = summary['epochs']
+    lines.append(f'- `{run.name}` (seed {summary["seed"]}, {epochs} epoch{"s" * (epochs != 1)}, '
+                 f'{summary["wall_s"] / 60:.1f} min on {where["cpu_cores"]} cores of '
+                 f'{where["cpu"]}, jax {where["jax"]}, finished {summary["finished"]})'
+                 f'{": " + figures if figures else ""}')
+    lines += [f'  `{command}`' for command in summary['commands']]
+  return lines
+
+
+def block(table, scale, rows, runs, summaries, note, relative_to) -> str:
+  table_rows = [row for row in rows if row.table == table]
+  lines = [f'### {TITLES[table]}, {scale} scale', '',
+           f'Generated by `python launch/reproduce.py --scale={scale}` from its runs\' '
+           f'summaries; do not edit between the markers. Scale: {note}. Figures are '
+           'percentages on the test split, mean ± sample standard deviation over the seeds '
+           'where a row has several.', '']
+  lines += RENDERERS[table](table_rows, runs, summaries)
+  lines += ['', 'Runs:', ''] + runs_list(table, runs, summaries, relative_to)
+  return '\n'.join(lines)
+
+
+def replace_blocks(text: str, blocks: dict, scale: str, path: str) -> str:
+  for table, content in blocks.items():
+    begin, end = markers(scale, table)
+    starts, ends = text.count(begin), text.count(end)
+    if starts == 0 and ends == 0:
+      text = text.rstrip('\n') + f'\n\n{begin}\n{content}\n{end}\n'
+      continue
+    if starts != 1 or ends != 1 or text.index(begin) > text.index(end):
+      raise MarkerError(f'{path}: expected one "{begin}" before one "{end}", found '
+                        f'{starts} and {ends}{" in the wrong order" if starts == ends == 1 else ""}'
+                        '; mend the markers (or remove both) and run again')
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    text = f'{head}{begin}\n{content}\n{end}{tail}'
+  return text
+
+
+def update(path: str, scale: str, rows, runs, summaries_dir: str, note: str) -> str:
+  """Rewrites the scale's blocks of `path` (created when missing); the tables' names."""
+  summaries = load_summaries(summaries_dir, runs)
+  relative_to = os.path.dirname(os.path.abspath(path))
+  tables = [table for table in RENDERERS if any(run.table == table for run in runs)]
+  blocks = {table: block(table, scale, rows, runs, summaries, note, relative_to)
+            for table in tables}
+  try:
+    with open(path) as file:
+      text = file.read()
+  except FileNotFoundError:
+    text = '# Results\n'
+  text = replace_blocks(text, blocks, scale, path)
+  temporary = f'{path}.tmp-{os.getpid()}'
+  with open(temporary, 'w') as file:
+    file.write(text)
+  os.replace(temporary, path)
+  return ', '.join(tables)

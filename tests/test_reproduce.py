@@ -1,0 +1,170 @@
+"""`make reproduce` at its tiny scale: every row runs, its tables land between their markers
+with the runs' own scores, a rerun redoes nothing, an interrupted run is continued, and
+each misuse stops in one line with nothing written."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import launcher_env
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'launch'))
+import reproduce_plan  # noqa: E402  (launch/ is not a package)
+from skinjax.train.lock import WorkdirLock  # noqa: E402
+
+HAND_WRITTEN_ABOVE = '# Results\n\nA paragraph written by hand, above the tables.\n\n'
+HAND_WRITTEN_BELOW = '\n## Written by hand below\n\nIt stays as it is.\n'
+
+
+def reproduce(*args, timeout=900):
+  return subprocess.run([sys.executable, str(REPO / 'launch' / 'reproduce.py'),
+                         '--scale=tiny', *args], capture_output=True, text=True,
+                        timeout=timeout, env=launcher_env.with_devices(1))
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+  """The whole tiny plan, run once into a results file that has hand-written text and an
+  (empty) block of table 6 already."""
+  root = tmp_path_factory.mktemp('reproduce')
+  results = root / 'RESULTS.md'
+  begin, end = ('<!-- reproduce:tiny:table6 begin -->', '<!-- reproduce:tiny:table6 end -->')
+  results.write_text(f'{HAND_WRITTEN_ABOVE}{begin}\nstale\n{end}\n{HAND_WRITTEN_BELOW}')
+  done = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}')
+  assert done.returncode == 0, done.stderr[-3000:]
+  return root, results, done
+
+
+def summaries(root):
+  folder = root / 'runs' / 'summaries'
+  return {path.stem: json.loads(path.read_text()) for path in folder.glob('*.json')}
+
+
+def test_every_planned_run_leaves_a_summary_with_its_reports_scores(tiny):
+  root, _, _ = tiny
+  found = summaries(root)
+  assert sorted(found) == sorted(run.name for run in reproduce_plan.runs('tiny'))
+  for name, summary in found.items():
+    report = json.loads((root / 'runs' / name / 'report' / 'test' / 'report.json').read_text())
+    assert summary['scores']['test']['metrics'] == report['metrics']
+    assert summary['commands'][0].startswith('python launch/train.py ')
+    for figure in summary['figures'].values():
+      assert Path(REPO / figure if not os.path.isabs(figure) else figure).stat().st_size > 5000
+  unet = found['unet_ham10000_s0']['scores']
+  assert set(unet) == {'test', 'ph2-all'}
+  assert unet['ph2-all']['examples'] == json.loads(
+      (root / 'runs' / 'unet_ham10000_s0' / 'report' / 'ph2-all' / 'report.json').read_text()
+  )['examples']
+
+
+def test_the_class_weighted_row_trains_with_weights_and_the_others_without(tiny):
+  root, _, _ = tiny
+  weighted = json.loads((root / 'runs' / 'dcn_lesion_class_weights_s0' / 'config.json')
+                        .read_text())
+  plain = json.loads((root / 'runs' / 'dcn_lesion_none_s0' / 'config.json').read_text())
+  assert weighted['class_weights'] and len(weighted['class_weights']) == 7
+  assert plain['class_weights'] is None
+
+
+def table_line(text, label):
+  lines = [line for line in text.splitlines() if line.startswith(f'| {label} |')]
+  assert len(lines) == 1, (label, lines)
+  return [cell.strip() for cell in lines[0].strip('|').split('|')]
+
+
+def test_tables_hold_the_mean_and_spread_of_the_seeds_and_leave_the_text_around(tiny):
+  root, results, _ = tiny
+  text = results.read_text()
+  assert text.startswith(HAND_WRITTEN_ABOVE) and HAND_WRITTEN_BELOW in text
+  assert 'stale' not in text
+  # Table 8 had no block: added once, at the end, after the hand-written text.
+  assert text.count('<!-- reproduce:tiny:table8 begin -->') == 1
+  assert text.index(HAND_WRITTEN_BELOW) < text.index('<!-- reproduce:tiny:table8 begin -->')
+  found = summaries(root)
+  rows = {row.key: row for row in reproduce_plan.rows()}
+  cells = table_line(text, rows['paper_aug'].label)
+  accuracies = [100 * found[f'dcn_paper_aug_s{seed}']['scores']['test']['metrics']['accuracy']
+                for seed in (0, 1)]
+  assert cells[1] == '2 of 2'
+  assert cells[2] == f'{np.mean(accuracies):.2f} ± {np.std(accuracies, ddof=1):.2f}'
+  single = found['dcn_lesion_none_s0']['scores']['test']
+  cells = table_line(text, rows['lesion_none'].label)
+  assert cells[1] == '1 of 1' and cells[2] == f'{100 * single["metrics"]["accuracy"]:.2f}'
+  # The majority class's share is the accuracy of always answering it.
+  counts = np.array(single['confusion_matrix']).sum(axis=1)
+  assert cells[-2].endswith(f'{100 * counts.max() / counts.sum():.1f}')
+  assert 'ph2-all (never trained on)' in text
+
+
+def test_a_rerun_trains_nothing_and_writes_the_same_tables(tiny):
+  root, results, _ = tiny
+  before = results.read_text()
+  again = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert 'launch/train.py' not in again.stderr  # no launcher ran
+  assert again.stdout.count('done (its summary is kept)') == len(reproduce_plan.runs('tiny'))
+  assert results.read_text() == before
+
+
+def test_a_run_interrupted_before_its_summary_is_continued_not_restarted(tiny):
+  root, results, _ = tiny
+  name = 'dcn_lesion_none_s0'
+  summary_path = root / 'runs' / 'summaries' / f'{name}.json'
+  first = json.loads(summary_path.read_text())
+  summary_path.unlink()  # as if stopped after training, before its summary
+  again = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}', f'--only={name}')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert f'{name} (interrupted)' in again.stdout
+  second = json.loads(summary_path.read_text())
+  # Resumed from its last checkpoint: the same scores, its time added to the first start's.
+  assert second['scores'] == first['scores']
+  assert second['wall_s'] > first['wall_s']
+
+
+def test_misuse_stops_in_one_line_and_writes_nothing(tiny, tmp_path):
+  root, results, _ = tiny
+  before = results.read_text()
+  cases = [
+      (['--only=resnet*'], '--only=resnet*: resnet* matches no run; the runs: dcn_paper_aug_s0'),
+      ([f'--data_root={tmp_path / "missing"}'], f'--data_root={tmp_path / "missing"}: no such'),
+      ([f'--data_root={tmp_path}'], 'no HAM10000/ folder, which dcn_paper_aug_s0 reads'),
+      ([f'--results_file={tmp_path}'], 'a folder, not a file'),
+  ]
+  for args, message in cases:
+    result = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}', *args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], (args, result.stderr[-1500:])
+  assert results.read_text() == before
+
+
+def test_broken_markers_are_named_and_the_file_is_left_alone(tiny, tmp_path):
+  root, _, _ = tiny
+  broken = tmp_path / 'RESULTS.md'
+  broken.write_text('# Results\n<!-- reproduce:tiny:table8 begin -->\nno end marker\n')
+  before = broken.read_text()
+  result = reproduce(f'--workdir={root / "runs"}', f'--results_file={broken}', '--tables_only')
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines() == [
+      f'error: {broken}: expected one "<!-- reproduce:tiny:table8 begin -->" before one '
+      '"<!-- reproduce:tiny:table8 end -->", found 1 and 0; mend the markers (or remove '
+      'both) and run again']
+  assert broken.read_text() == before
+
+
+def test_a_second_reproduce_at_one_workdir_is_refused(tiny):
+  root, results, _ = tiny
+  before = results.read_text()
+  with WorkdirLock(str(root / 'runs')):
+    result = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}',
+                       '--tables_only')
+  assert result.returncode != 0
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and 'another reproduce is running at this --workdir' in lines[0]
+  assert results.read_text() == before
