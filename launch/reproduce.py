@@ -89,6 +89,7 @@ def paths(values) -> dict:
 
 
 def selected(plan, patterns):
+  """The runs --only names, with the runs they start from (kept in the plan's order)."""
   if not patterns:
     return plan
   unmatched = [p for p in patterns if not any(fnmatch.fnmatch(r.name, p) for r in plan)]
@@ -96,7 +97,15 @@ def selected(plan, patterns):
     raise common_flags.CommandLineError(
         f'--only={",".join(patterns)}: {", ".join(unmatched)} matches no run; the runs: '
         f'{", ".join(run.name for run in plan)}')
-  return [run for run in plan if any(fnmatch.fnmatch(run.name, p) for p in patterns)]
+  chosen = {run.name for run in plan if any(fnmatch.fnmatch(run.name, p) for p in patterns)}
+  by_name = {run.name: run for run in plan}
+  pending = list(chosen)
+  while pending:
+    for needed in by_name[pending.pop()].needs:
+      if needed not in chosen:
+        chosen.add(needed)
+        pending.append(needed)
+  return [run for run in plan if run.name in chosen]
 
 
 def find_folder(data_root: str, candidates, run_name: str) -> str:
@@ -115,6 +124,7 @@ class Placed:
   run: reproduce_plan.Run
   manual_dir: str
   evaluation_dirs: tuple  # (Evaluation, its download folder) per evaluation
+  overlap_dir: str | None  # --overlap_manual_dir, for a run that leaves another set out
 
   @property
   def name(self) -> str:
@@ -125,14 +135,25 @@ def commands(placed: Placed, places) -> list[list[str]]:
   """The launcher commands of a run, as argument lists starting at the script."""
   run = placed.run
   workdir = os.path.join(places['workdir'], run.name)
+  arguments = run.arguments()
+  for needed in run.needs:  # a backbone another run exports
+    arguments = [argument.replace(reproduce_plan.backbone_of(needed), backbone_dir(
+        places, needed)) for argument in arguments]
+  overlap = [f'--overlap_manual_dir={placed.overlap_dir}'] if placed.overlap_dir else []
   train = ['launch/train.py', f'--config=launch/configs/{run.config}.py',
            f'--workdir={workdir}', f'--manual_dir={placed.manual_dir}',
-           f'--data_dir={places["tfds"]}', *run.arguments()]
+           f'--data_dir={places["tfds"]}', *overlap, *arguments]
   evaluations = [['launch/evaluate.py', f'--workdir={workdir}',
                   f'--dataset={evaluation.dataset}', f'--manual_dir={manual_dir}',
                   f'--split={evaluation.split}', f'--data_dir={places["tfds"]}']
                  for evaluation, manual_dir in placed.evaluation_dirs]
-  return [train, *evaluations]
+  export = ([['launch/export_backbone.py', f'--workdir={workdir}',
+              f'--output={backbone_dir(places, run.name)}']] if run.export_backbone else [])
+  return [train, *evaluations, *export]
+
+
+def backbone_dir(places, run_name: str) -> str:
+  return os.path.join(places['workdir'], run_name, reproduce_plan.BACKBONE)
 
 
 def shown(command) -> str:
@@ -228,6 +249,8 @@ def summarize(placed: Placed, places, command_lines, wall_s) -> dict:
   with open(os.path.join(workdir, 'config.json')) as file:
     description = json.load(file)
   figures = keep_figures(run, workdir, places['figures'])
+  with open(reports['test']) as file:
+    best = best_epoch(history, json.load(file).get('checkpoint_step'))
   return {
       'name': run.name, 'table': run.table, 'row': run.row, 'seed': run.seed,
       'scale': places['scale'], 'identity': identity(run), 'commands': command_lines,
@@ -235,10 +258,20 @@ def summarize(placed: Placed, places, command_lines, wall_s) -> dict:
       'class_names': description.get('class_names'),
       'epochs': len(history),
       'last_epoch_train': history[-1].get('train', {}) if history else {},
+      'best_epoch': best,  # the epoch the best checkpoint is of, and its validation scores
+      'left_out': description.get('left_out'),
       'wall_s': round(wall_s, 1),
       'finished': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
       'machine': places['machine'], 'figures': figures,
   }
+
+
+def best_epoch(history, checkpoint_step) -> dict | None:
+  """{'epoch', 'step', 'validation'} of the epoch the scored checkpoint ends."""
+  for record in history:
+    if record.get('step') == checkpoint_step:
+      return {key: record.get(key) for key in ('epoch', 'step', 'phase', 'validation')}
+  return None
 
 
 # The report figures a summary keeps beside it (40-160 kB each), where the report has them.
@@ -316,7 +349,8 @@ def place(plan, places, *, write: bool) -> list[Placed]:
   else:
     find = lambda folders, name: find_folder(root, folders, name)
   return [Placed(run, find(run.folders, run.name),
-                 tuple((e, find(e.folders, run.name)) for e in run.evaluations))
+                 tuple((e, find(e.folders, run.name)) for e in run.evaluations),
+                 find(run.overlap_folders, run.name) if run.overlap_folders else None)
           for run in plan]
 
 

@@ -31,6 +31,15 @@ class Evaluation:
     return f'{self.dataset}-{self.split}'
 
 
+BACKBONE = 'backbone'  # the folder of a run's exported backbone, in its workdir
+
+
+def backbone_of(run_name: str) -> str:
+  """An override value that stands for `run_name`'s exported backbone (launch/reproduce.py
+  puts the folder in its place)."""
+  return f'{{{BACKBONE}:{run_name}}}'
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
   name: str
@@ -41,10 +50,19 @@ class Run:
   overrides: tuple[tuple[str, object], ...]  # --config.<key>=<value>, in order
   seed: int
   evaluations: tuple[Evaluation, ...] = ()
+  overlap_folders: tuple[str, ...] = ()  # --overlap_manual_dir's download, if it needs one
+  export_backbone: bool = False  # launch/export_backbone.py after training
 
   def arguments(self) -> list[str]:
     return [f'--config.{key}={value}' for key, value in self.overrides] + [
         f'--config.seed={self.seed}']
+
+  @property
+  def needs(self) -> tuple[str, ...]:
+    """The runs whose exported backbones this one starts from."""
+    prefix = f'{{{BACKBONE}:'
+    return tuple(str(value)[len(prefix):-1] for _, value in self.overrides
+                 if str(value).startswith(prefix))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +80,8 @@ class ScaleSettings:
   seeds: tuple[int, ...]  # of the headline rows; the others run the first
   classifier: tuple[tuple[str, object], ...]  # DeepConvNet's changes from its config
   segmenter: tuple[tuple[str, object], ...]  # U-Net's changes from its config
+  b3: tuple[tuple[str, object], ...]  # paper 2's runs' changes from their configs
+  b3_pretraining: tuple[tuple[str, object], ...]  # the HAM10000 pretraining's
   note: str  # what this scale changes from the papers, for the tables' captions
 
 
@@ -71,17 +91,25 @@ SETTINGS = {
         classifier=(('phases[0].epochs', 1), ('batch_size', 16)),
         segmenter=(('model', 'unet_tiny'), ('image_size', 32), ('phases[0].epochs', 1),
                    ('batch_size', 4), ('eval_batch_size', 4)),
-        note='synthetic layouts, 1 epoch per run, U-Net unet_tiny at 32x32: a check that '
-             'every row runs, not a result'),
+        b3=(('model', 'efficientnetv2_tiny_skin'), ('image_size', 32), ('phases[0].epochs', 1),
+            ('phases[1].epochs', 1), ('batch_size', 8), ('eval_batch_size', 8)),
+        b3_pretraining=(('model', 'efficientnetv2_tiny_skin'), ('image_size', 32),
+                        ('phases[0].epochs', 1), ('batch_size', 16)),
+        note='synthetic layouts, 1 epoch per run (per phase), U-Net unet_tiny at 32x32, '
+             "EfficientNetV2's tiny variant at 32x32: a check that every row runs, not a "
+             'result'),
     'cpu': ScaleSettings(
         seeds=(0, 1, 2),
         classifier=(),
         segmenter=(('model', 'unet_small'), ('image_size', 64), ('phases[0].epochs', 10)),
+        b3=(('image_size', 96), ('phases[0].epochs', 5), ('phases[1].epochs', 5)),
+        b3_pretraining=(('image_size', 96), ('phases[0].epochs', 5)),
         note="DeepConvNet at paper 1's scale (28x28, batch 64, 20 epochs); U-Net at base "
-             'width 16 (paper: 64), 64x64 (paper: 224), 10 epochs (paper: 100), to fit 2 CPU '
-             'cores'),
+             'width 16 (paper: 64), 64x64 (paper: 224), 10 epochs (paper: 100); B3 at 96x96 '
+             '(paper: 300), 5 + 5 epochs (ours at the paper scale: 10 + 10) and 5 epochs '
+             'of HAM10000 pretraining (10), to fit 2 CPU cores'),
     'paper': ScaleSettings(
-        seeds=(0, 1, 2), classifier=(), segmenter=(),
+        seeds=(0, 1, 2), classifier=(), segmenter=(), b3=(), b3_pretraining=(),
         note="the papers' settings (launch/configs/ as they are)"),
 }
 
@@ -100,13 +128,41 @@ TABLE6 = (
 )
 
 
+# Paper 2, Tables I-IV: EfficientNetV2-B3 + its head, two phases. No ImageNet weights reach
+# this machine, so the starts are (a) random and (b) a backbone pretrained on HAM10000
+# without ISIC9's validation and test images. (key, scenario, start, protocol).
+PAPER2_STARTS = {'scratch': 'random initialisation',
+                 'ham10000': 'HAM10000-pretrained backbone (ISIC9 validation and test left out)'}
+PAPER2_PROTOCOLS = {'paper': "paper 2's split by file (copies across splits)",
+                    'grouped': 'copies and near-duplicates grouped, label conflicts left out'}
+TABLE_PAPER2 = (
+    ('all9', 'scratch', 'paper'), ('all9', 'scratch', 'grouped'),
+    ('all9', 'ham10000', 'paper'), ('all9', 'ham10000', 'grouped'),
+    ('benign_malignant', 'ham10000', 'grouped'), ('benign6', 'ham10000', 'grouped'),
+    ('malignant3', 'ham10000', 'grouped'),
+)
+# Paper 2's figures (test accuracy, %), Tables I-IV, by scenario.
+PAPER2_REPORTED = {'all9': '', 'benign_malignant': '', 'benign6': '', 'malignant3': ''}
+
+
+def paper2_key(scenario, start, protocol) -> str:
+  return f'{scenario}_{start}_{protocol}'
+
+
 def rows() -> list[Row]:
   return [Row('table6', key, label, paper) for key, label, _, _, paper in TABLE6] + [
-      Row('table8', 'unet_ham10000', "U-Net on HAM10000's masks, lesion protocol", '')]
+      Row('table8', 'unet_ham10000', "U-Net on HAM10000's masks, lesion protocol", '')] + [
+      Row('paper2', paper2_key(*entry), f'{entry[0]}: {PAPER2_STARTS[entry[1]]}; '
+          f'{PAPER2_PROTOCOLS[entry[2]]}', PAPER2_REPORTED[entry[0]])
+      for entry in TABLE_PAPER2] + [
+      Row('pretraining', f'b3_ham10000_{protocol}', 'B3 on HAM10000 (lesion protocol), '
+          f'leaving out the validation and test images of isic9/{config}', '')
+      for protocol, config in (('grouped', 'all9'), ('paper', 'all9_paper'))]
 
 
 HAM10000 = ('HAM10000',)
 PH2 = ('PH2', 'PH2-sample')
+ISIC9 = ('ISIC9',)
 
 
 def runs(scale: str) -> list[Run]:
@@ -120,4 +176,16 @@ def runs(scale: str) -> list[Run]:
                       overrides + settings.classifier, seed))
   plan.append(Run('unet_ham10000_s0', 'table8', 'unet_ham10000', 'unet_ham10000', HAM10000,
                   settings.segmenter, 0, evaluations=(Evaluation('ph2', PH2),)))
+  for protocol, config in (('grouped', 'all9'), ('paper', 'all9_paper')):
+    plan.append(Run(f'b3_ham10000_{protocol}_s0', 'pretraining', f'b3_ham10000_{protocol}',
+                    'efficientnetv2_b3_ham10000', HAM10000,
+                    (('exclude_overlap_with', f'isic9/{config}'),) + settings.b3_pretraining, 0,
+                    overlap_folders=ISIC9, export_backbone=True))
+  for scenario, start, protocol in TABLE_PAPER2:
+    config = scenario + ('_paper' if protocol == 'paper' else '')
+    init = ((('init_from', backbone_of(f'b3_ham10000_{protocol}_s0')),)
+            if start == 'ham10000' else ())
+    key = paper2_key(scenario, start, protocol)
+    plan.append(Run(f'b3_{key}_s0', 'paper2', key, 'efficientnetv2_b3_isic9', ISIC9,
+                    (('dataset_config', config),) + init + settings.b3, 0))
   return sorted(plan, key=lambda run: run.seed != settings.seeds[0])  # stable: rows in order

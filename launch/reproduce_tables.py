@@ -18,6 +18,8 @@ class MarkerError(ValueError):
 TITLES = {
     'table6': "Paper 1, Table 6: DeepConvNet on HAM10000 (28x28)",
     'table8': "Paper 1, Table 8: U-Net segmentation",
+    'pretraining': "Paper 2's in-domain start: B3 pretrained on HAM10000",
+    'paper2': "Paper 2, Tables I-IV: EfficientNetV2-B3 + its head, two phases, on ISIC9",
 }
 
 # (column header, metric key, scale): figures shown as percentages.
@@ -45,6 +47,18 @@ PUBLISHED_TABLE8 = (
      'two-class mean)', {'pixel_accuracy': '96.14', 'precision': '93.44', 'recall': '94.09',
                          'dice': '92.55', 'mean_iou': '96.43'}),
 )
+
+
+# Paper 2's own model after fine-tuning, Tables I-IV: (validation accuracy, test accuracy,
+# weighted precision, recall, F1), in %.
+PUBLISHED_PAPER2 = {
+    'all9': ('85.13', '84.91', '85.62', '84.91', '84.68'),
+    'benign_malignant': ('95.20', '94.00', '94.01', '94.00', '94.00'),
+    'benign6': ('92.59', '89.56', '90.08', '89.56', '89.55'),
+    'malignant3': ('98.70', '96.74', '96.74', '96.74', '96.74'),
+}
+PAPER2_METRICS = (('test accuracy', 'accuracy'), ('weighted precision', 'precision_weighted'),
+                  ('weighted recall', 'recall_weighted'), ('weighted F1', 'f1_weighted'))
 
 
 def markers(scale: str, table: str) -> tuple[str, str]:
@@ -141,7 +155,53 @@ def render_table8(rows, runs, summaries) -> list[str]:
   return lines
 
 
-RENDERERS = {'table6': render_table6, 'table8': render_table8}
+def validation_accuracy(summary) -> float:
+  best = summary.get('best_epoch') or {}
+  return best.get('validation', {}).get('accuracy', float('nan'))
+
+
+def render_paper2(rows, runs, summaries) -> list[str]:
+  head = ('| scenario and row | validation accuracy (best epoch) | ' +
+          ' | '.join(name for name, _ in PAPER2_METRICS) +
+          ' | test images | test majority class % | minutes |')
+  lines = [head, '|' + ' --- |' * (len(PAPER2_METRICS) + 5)]
+  for scenario, figures in PUBLISHED_PAPER2.items():
+    lines.append(f'| {scenario}: paper 2 as published (ImageNet start, split by file) | '
+                 f'{" | ".join(figures)} | - | - | - |')
+  for row in rows:
+    planned, done = row_runs(row, runs, summaries)
+    if not done:
+      lines.append(f'| {row.label} | ' + ' | '.join(
+          ['not run yet'] + ['-'] * (len(PAPER2_METRICS) + 3)) + ' |')
+      continue
+    cells = [spread([validation_accuracy(s) for s in done])] + [
+        spread([s['scores']['test']['metrics'][key] for s in done])
+        for _, key in PAPER2_METRICS]
+    lines.append(f'| {row.label} | {" | ".join(cells)} | '
+                 f'{done[0]["scores"]["test"]["examples"]:,} | {majority(done[0])} | '
+                 f'{minutes(done)} |')
+  return lines
+
+
+def render_pretraining(rows, runs, summaries) -> list[str]:
+  lines = ['| row | HAM10000 train images left out | test accuracy | balanced accuracy | '
+           'test images | minutes |', '|' + ' --- |' * 6]
+  for row in rows:
+    planned, done = row_runs(row, runs, summaries)
+    if not done:
+      lines.append(f'| {row.label} | not run yet | - | - | - | - |')
+      continue
+    summary = done[0]
+    left_out = (summary.get('left_out') or {}).get('count', '-')
+    metrics = summary['scores']['test']['metrics']
+    lines.append(f'| {row.label} | {left_out} | {spread([metrics["accuracy"]])} | '
+                 f'{spread([metrics["balanced_accuracy"]])} | '
+                 f'{summary["scores"]["test"]["examples"]:,} | {minutes(done)} |')
+  return lines
+
+
+RENDERERS = {'table6': render_table6, 'table8': render_table8,
+             'pretraining': render_pretraining, 'paper2': render_paper2}
 
 
 def runs_list(table, runs, summaries, relative_to: str) -> list[str]:

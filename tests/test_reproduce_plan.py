@@ -1,0 +1,65 @@
+"""Every row of `make reproduce`, at every scale, is a command line the launchers accept:
+its config file, overrides and flags pass launch/train.py's checks (without running it),
+each row has its runs, and a run's identity leaves out where its files live."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'launch'))
+import reproduce  # noqa: E402  (launch/ is not a package)
+import reproduce_plan  # noqa: E402
+import train  # noqa: E402
+
+
+def placed_runs(scale, root):
+  places = {'workdir': str(root / 'runs'), 'tfds': str(root / 'tfds')}
+  plan = []
+  for run in reproduce_plan.runs(scale):
+    folder = lambda name: str((root / name).mkdir(exist_ok=True) or root / name)
+    plan.append(reproduce.Placed(
+        run, folder(run.folders[0]), tuple((e, folder(e.folders[0])) for e in run.evaluations),
+        folder(run.overlap_folders[0]) if run.overlap_folders else None))
+    if run.export_backbone:  # what the later runs' --config.init_from names
+      (root / 'runs' / run.name / reproduce_plan.BACKBONE).mkdir(parents=True)
+  return places, plan
+
+
+@pytest.mark.parametrize('scale', reproduce_plan.SCALES)
+def test_every_train_command_passes_the_launchers_checks(scale, tmp_path):
+  places, plan = placed_runs(scale, tmp_path)
+  for placed in plan:
+    command = reproduce.commands(placed, places)[0]
+    invocation = train.parse_and_check([command[0], *command[1:]], num_devices=1)
+    assert invocation.spec.seed == placed.run.seed
+    if placed.run.needs:
+      assert invocation.spec.init_from.endswith(f'{placed.run.needs[0]}/backbone')
+
+
+@pytest.mark.parametrize('scale', reproduce_plan.SCALES)
+def test_every_row_has_runs_and_every_run_a_row(scale):
+  runs = reproduce_plan.runs(scale)
+  rows = {(row.table, row.key) for row in reproduce_plan.rows()}
+  assert {(run.table, run.row) for run in runs} == rows
+  assert len({run.name for run in runs}) == len(runs)
+  settings = reproduce_plan.SETTINGS[scale]
+  headline = [run for run in runs if run.row in ('paper_aug', 'lesion_duplication')]
+  assert sorted(run.seed for run in headline) == sorted(settings.seeds * 2)
+
+
+def test_a_run_comes_after_the_runs_it_starts_from():
+  runs = reproduce_plan.runs('cpu')
+  order = [run.name for run in runs]
+  for position, run in enumerate(runs):
+    for needed in run.needs:
+      assert order.index(needed) < position
+      assert next(r for r in runs if r.name == needed).export_backbone
+
+
+def test_the_identity_leaves_out_the_paths(tmp_path):
+  run = reproduce_plan.runs('cpu')[0]
+  identity = reproduce.identity(run)
+  assert run.config in identity and f'--config.seed={run.seed}' in identity
+  assert not any('runs/' in part or 'shared' in part for part in identity)
