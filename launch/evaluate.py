@@ -4,6 +4,7 @@ its own data, or on another dataset of the same task.
   python launch/evaluate.py --workdir=runs/dcn [--split=test] [--step=best|latest|N]
   python launch/evaluate.py --workdir=runs/unet_ham --dataset=ph2 --manual_dir=/data/PH2 \
       --split=all
+  python launch/evaluate.py --workdir=runs/dcn --crop_with=runs/unet_ham  # lesion crops
 
 Writes <workdir>/report/<split>/ (another dataset: report/<dataset>-<split>/):
 report.json, classification_report.txt, figures. A classifier is scored on another
@@ -39,6 +40,11 @@ def define(values, argv):
                     '(default: the mode the run trained with).', flag_values=values)
   flags.DEFINE_integer('batch_size', None, "Evaluation batch (default: the run's "
                        'eval_batch_size).', lower_bound=1, flag_values=values)
+  flags.DEFINE_string('crop_with', None, "A segmenter run's workdir: score the lesion crops "
+                      'it finds (paper 1, Fig. 17) instead of the whole images, into '
+                      'report/<split>-lesion_crops/.', flag_values=values)
+  flags.DEFINE_float('crop_margin', 0.1, "With --crop_with: the margin added to each side "
+                     "of the lesion's box, as a fraction of its size.", flag_values=values)
 
 
 def main(values, rest):
@@ -56,7 +62,8 @@ def main(values, rest):
         values.workdir, split=values.split, dataset=values.dataset,
         dataset_config=values.dataset_config, data_dir=values.data_dir,
         manual_dir=values.manual_dir, step=step, parallel=values.parallel,
-        batch_size=values.batch_size)
+        batch_size=values.batch_size, crop_with=values.crop_with,
+        crop_margin=values.crop_margin)
   except (FileNotFoundError, ConfigError, DatasetFileError) as error:
     common_flags.fail(str(error))
   if evaluation.report_dir is None and evaluation.report_error is None:  # not process 0

@@ -143,10 +143,13 @@ def commands(placed: Placed, places) -> list[list[str]]:
   train = ['launch/train.py', f'--config=launch/configs/{run.config}.py',
            f'--workdir={workdir}', f'--manual_dir={placed.manual_dir}',
            f'--data_dir={places["tfds"]}', *overlap, *arguments]
-  evaluations = [['launch/evaluate.py', f'--workdir={workdir}',
-                  f'--dataset={evaluation.dataset}', f'--manual_dir={manual_dir}',
-                  f'--split={evaluation.split}', f'--data_dir={places["tfds"]}']
-                 for evaluation, manual_dir in placed.evaluation_dirs]
+  evaluations = []
+  for evaluation, manual_dir in placed.evaluation_dirs:
+    target = ([f'--crop_with={os.path.join(places["workdir"], evaluation.crop_with)}']
+              if evaluation.crop_with else
+              [f'--dataset={evaluation.dataset}', f'--manual_dir={manual_dir}'])
+    evaluations.append(['launch/evaluate.py', f'--workdir={workdir}', *target,
+                        f'--split={evaluation.split}', f'--data_dir={places["tfds"]}'])
   export = ([['launch/export_backbone.py', f'--workdir={workdir}',
               f'--output={backbone_dir(places, run.name)}']] if run.export_backbone else [])
   return [train, *evaluations, *export]
@@ -242,7 +245,8 @@ def summarize(placed: Placed, places, command_lines, wall_s) -> dict:
     with open(path) as file:
       report = json.load(file)
     scored[target] = {'examples': report['examples'], 'metrics': report['metrics'],
-                      'confusion_matrix': report.get('confusion_matrix')}
+                      'confusion_matrix': report.get('confusion_matrix'),
+                      'crops': report.get('crops')}
   history = []
   with open(os.path.join(workdir, 'metrics.jsonl')) as file:
     history = [json.loads(line) for line in file if line.strip()]
@@ -349,7 +353,8 @@ def place(plan, places, *, write: bool) -> list[Placed]:
   else:
     find = lambda folders, name: find_folder(root, folders, name)
   return [Placed(run, find(run.folders, run.name),
-                 tuple((e, find(e.folders, run.name)) for e in run.evaluations),
+                 tuple((e, find(e.folders, run.name) if e.folders else None)
+                       for e in run.evaluations),
                  find(run.overlap_folders, run.name) if run.overlap_folders else None)
           for run in plan]
 

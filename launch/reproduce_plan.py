@@ -20,14 +20,18 @@ SCALES = ('tiny', 'cpu', 'paper')
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-  """launch/evaluate.py on another dataset after training (its report is kept too)."""
+  """launch/evaluate.py after training: on another dataset, or on the run's own split cut
+  to the lesions another run (a segmenter) finds (its report is kept too)."""
 
-  dataset: str
+  dataset: str | None  # None: the run's own data
   folders: tuple[str, ...]  # under --data_root, the dataset's download: the first found
   split: str = 'all'
+  crop_with: str = ''  # a segmenter run of the plan, for lesion crops
 
   @property
   def report(self) -> str:
+    if self.crop_with:
+      return f'{self.split}-lesion_crops'
     return f'{self.dataset}-{self.split}'
 
 
@@ -59,10 +63,11 @@ class Run:
 
   @property
   def needs(self) -> tuple[str, ...]:
-    """The runs whose exported backbones this one starts from."""
+    """The runs this one uses: exported backbones it starts from, segmenters it crops with."""
     prefix = f'{{{BACKBONE}:'
     return tuple(str(value)[len(prefix):-1] for _, value in self.overrides
-                 if str(value).startswith(prefix))
+                 if str(value).startswith(prefix)) + tuple(
+        evaluation.crop_with for evaluation in self.evaluations if evaluation.crop_with)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +156,9 @@ def paper2_key(scenario, start, protocol) -> str:
 
 def rows() -> list[Row]:
   return [Row('table6', key, label, paper) for key, label, _, _, paper in TABLE6] + [
-      Row('table8', 'unet_ham10000', "U-Net on HAM10000's masks, lesion protocol", '')] + [
+      Row('table8', 'unet_ham10000', "U-Net on HAM10000's masks, lesion protocol", ''),
+      Row('fig17', 'lesion_crops', "DeepConvNet, lesion protocol, paper 1's duplication", '')
+  ] + [
       Row('paper2', paper2_key(*entry), f'{entry[0]}: {PAPER2_STARTS[entry[1]]}; '
           f'{PAPER2_PROTOCOLS[entry[2]]}', PAPER2_REPORTED[entry[0]])
       for entry in TABLE_PAPER2] + [
@@ -176,6 +183,11 @@ def runs(scale: str) -> list[Run]:
                       overrides + settings.classifier, seed))
   plan.append(Run('unet_ham10000_s0', 'table8', 'unet_ham10000', 'unet_ham10000', HAM10000,
                   settings.segmenter, 0, evaluations=(Evaluation('ph2', PH2),)))
+  # Fig. 17: one classifier (paper 1's, lesion protocol) scored on whole test images and on
+  # the U-Net's lesion crops of them.
+  plan.append(Run('dcn_lesion_crops_s0', 'fig17', 'lesion_crops', 'deepconvnet_ham10000',
+                  HAM10000, (('split_protocol', 'lesion'),) + settings.classifier, 0,
+                  evaluations=(Evaluation(None, (), 'test', crop_with='unet_ham10000_s0'),)))
   for protocol, config in (('grouped', 'all9'), ('paper', 'all9_paper')):
     plan.append(Run(f'b3_ham10000_{protocol}_s0', 'pretraining', f'b3_ham10000_{protocol}',
                     'efficientnetv2_b3_ham10000', HAM10000,

@@ -18,6 +18,7 @@ class MarkerError(ValueError):
 TITLES = {
     'table6': "Paper 1, Table 6: DeepConvNet on HAM10000 (28x28)",
     'table8': "Paper 1, Table 8: U-Net segmentation",
+    'fig17': 'Paper 1, Figure 17: segment, crop, classify, on the lesion test split',
     'pretraining': "Paper 2's in-domain start: B3 pretrained on HAM10000",
     'paper2': "Paper 2, Tables I-IV: EfficientNetV2-B3 + its head, two phases, on ISIC9",
 }
@@ -200,7 +201,33 @@ def render_pretraining(rows, runs, summaries) -> list[str]:
   return lines
 
 
-RENDERERS = {'table6': render_table6, 'table8': render_table8,
+def render_fig17(rows, runs, summaries) -> list[str]:
+  head = ('| classifier | scored on | ' + ' | '.join(name for name, _ in TABLE6_METRICS) +
+          ' | images | no lesion found (scored whole) | mean crop area (of the image) |')
+  lines = [head, '|' + ' --- |' * (len(TABLE6_METRICS) + 5)]
+  for row in rows:
+    planned, done = row_runs(row, runs, summaries)
+    if not done:
+      lines.append(f'| {row.label} | not run yet | ' + ' | '.join(
+          ['-'] * (len(TABLE6_METRICS) + 3)) + ' |')
+      continue
+    for target, shown in (('test', 'whole test images'),
+                          ('test-lesion_crops', "the U-Net's lesion crops of them")):
+      scores = [s['scores'][target] for s in done if target in s['scores']]
+      if not scores:
+        continue
+      cells = [spread([score['metrics'][key] for score in scores])
+               for _, key in TABLE6_METRICS]
+      crops = scores[0].get('crops') or {}
+      missed = crops.get('no_lesion_found', '-')
+      area = crops.get('mean_box_area')
+      lines.append(f'| {row.label} | {shown} | {" | ".join(cells)} | '
+                   f'{scores[0]["examples"]:,} | {missed} | '
+                   f'{"-" if area is None else f"{100 * area:.1f}%"} |')
+  return lines
+
+
+RENDERERS = {'table6': render_table6, 'table8': render_table8, 'fig17': render_fig17,
              'pretraining': render_pretraining, 'paper2': render_paper2}
 
 

@@ -46,7 +46,8 @@ def tiny(tmp_path_factory):
 
 
 def paper1_runs():
-  return [run for run in reproduce_plan.runs('tiny') if run.table in ('table6', 'table8')]
+  return [run for run in reproduce_plan.runs('tiny')
+          if run.table in ('table6', 'table8', 'fig17')]
 
 
 def summaries(root):
@@ -108,6 +109,10 @@ def test_tables_hold_the_mean_and_spread_of_the_seeds_and_leave_the_text_around(
   counts = np.array(single['confusion_matrix']).sum(axis=1)
   assert cells[-2].endswith(f'{100 * counts.max() / counts.sum():.1f}')
   assert 'ph2-all (never trained on)' in text
+  crops = found['dcn_lesion_crops_s0']['scores']['test-lesion_crops']
+  cells = table_line(text, rows['lesion_crops'].label + ' | the U-Net\'s lesion crops of them')
+  assert cells[2] == f'{100 * crops["metrics"]["accuracy"]:.2f}'
+  assert cells[-2] == str(crops['crops']['no_lesion_found'])
 
 
 def test_a_rerun_trains_nothing_and_writes_the_same_tables(tiny):

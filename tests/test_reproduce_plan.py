@@ -9,7 +9,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'launch'))
-import reproduce  # noqa: E402  (launch/ is not a package)
+import common_flags  # noqa: E402  (launch/ is not a package)
+import evaluate  # noqa: E402
+import export_backbone  # noqa: E402
+import reproduce  # noqa: E402
 import reproduce_plan  # noqa: E402
 import train  # noqa: E402
 
@@ -20,7 +23,8 @@ def placed_runs(scale, root):
   for run in reproduce_plan.runs(scale):
     folder = lambda name: str((root / name).mkdir(exist_ok=True) or root / name)
     plan.append(reproduce.Placed(
-        run, folder(run.folders[0]), tuple((e, folder(e.folders[0])) for e in run.evaluations),
+        run, folder(run.folders[0]),
+        tuple((e, folder(e.folders[0]) if e.folders else None) for e in run.evaluations),
         folder(run.overlap_folders[0]) if run.overlap_folders else None))
     if run.export_backbone:  # what the later runs' --config.init_from names
       (root / 'runs' / run.name / reproduce_plan.BACKBONE).mkdir(parents=True)
@@ -34,8 +38,12 @@ def test_every_train_command_passes_the_launchers_checks(scale, tmp_path):
     command = reproduce.commands(placed, places)[0]
     invocation = train.parse_and_check([command[0], *command[1:]], num_devices=1)
     assert invocation.spec.seed == placed.run.seed
-    if placed.run.needs:
+    starts = dict(placed.run.overrides).get('init_from')
+    if starts:
       assert invocation.spec.init_from.endswith(f'{placed.run.needs[0]}/backbone')
+    for command in reproduce.commands(placed, places)[1:]:  # their flags parse too
+      launcher = {'launch/evaluate.py': evaluate, 'launch/export_backbone.py': export_backbone}
+      common_flags.parse(command, launcher[command[0]].define, required=('workdir',))
 
 
 @pytest.mark.parametrize('scale', reproduce_plan.SCALES)
@@ -52,10 +60,15 @@ def test_every_row_has_runs_and_every_run_a_row(scale):
 def test_a_run_comes_after_the_runs_it_starts_from():
   runs = reproduce_plan.runs('cpu')
   order = [run.name for run in runs]
+  by_name = {run.name: run for run in runs}
   for position, run in enumerate(runs):
     for needed in run.needs:
       assert order.index(needed) < position
-      assert next(r for r in runs if r.name == needed).export_backbone
+    if 'init_from' in dict(run.overrides):
+      assert by_name[run.needs[0]].export_backbone
+    for evaluation in run.evaluations:
+      if evaluation.crop_with:
+        assert by_name[evaluation.crop_with].table == 'table8'  # a segmenter
 
 
 def test_the_identity_leaves_out_the_paths(tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 
 from skinjax import report as report_lib
 from skinjax.data import experiment_data, pipeline
+from skinjax.evaluation import crops as crops_lib
 from skinjax.evaluation import targets as targets_lib
 from skinjax.evaluation.restore import RestoredRun, restore_run
 from skinjax.explain.gradcam import gradcam
@@ -59,16 +60,23 @@ def evaluate(run: RestoredRun, arrays, *, parallel: str | None = None,
 def evaluate_workdir(workdir: str, *, split: str = 'test', dataset: str | None = None,
                      dataset_config: str = '', data_dir: str | None = None,
                      manual_dir: str | None = None, step='best', batch_size=None,
-                     parallel: str | None = None, history: list | None = None) -> Evaluation:
+                     parallel: str | None = None, history: list | None = None,
+                     crop_with: str | None = None,
+                     crop_margin: float = crops_lib.MARGIN) -> Evaluation:
   """Restores the run in `workdir`, scores `split` of its own data (or of `dataset`), and
   writes the report under <workdir>/report/<target name>/ (process 0 only).
 
   history: the run's epoch records, when the caller has them (the trainer returns them);
   else read from the workdir.
+  crop_with: a segmenter run's workdir: score the lesion crops it finds instead of the
+    whole images (report/<split>-lesion_crops/; skinjax.evaluation.crops).
   """
   if dataset_config and not dataset:
     raise spec_lib.ConfigError(f'--dataset_config={dataset_config}: only with --dataset (the '
                                'run\'s own data uses the config it trained with)')
+  if crop_with and dataset:
+    raise spec_lib.ConfigError('--crop_with: crops a split of the run\'s own data; drop '
+                               '--dataset')
   run = restore_run(workdir, step=step)
   # Refused before any data is read.
   spec_lib.check_processes(parallel or run.spec.parallel, run.spec.data_placement,
@@ -81,11 +89,13 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', dataset: str | None =
   else:
     # Only the validation and test splits are scored: the train split's left-out images
     # (spec.exclude_overlap_with) do not matter here, and the other dataset is not needed.
+    builder = targets_lib.own_builder(run, data_dir, manual_dir)
     data = multihost.primary_first(lambda: experiment_data.prepare(
-        run.spec, builder=targets_lib.own_builder(run, data_dir, manual_dir),
-        leave_out_overlap=False),
+        run.spec, builder=builder, leave_out_overlap=False),
         'skinjax_dataset_built')
     target = targets_lib.own_split(data, split)
+    if crop_with:
+      target = crops_lib.crop_target(run, target, builder, crop_with, margin=crop_margin)
   metrics, outputs = evaluate(run, target.arrays, parallel=parallel, batch_size=batch_size)
   if not multihost.is_primary():
     return Evaluation(run, target, metrics, outputs, None)
@@ -109,6 +119,8 @@ def _report_data(run, target, metrics, outputs, history) -> report_lib.ReportDat
     header['class_map'] = target.class_map
   if target.excluded is not None:
     header['excluded'] = target.excluded
+  if target.crops is not None:
+    header['crops'] = target.crops
   arrays = target.arrays
   samples = None
   if run.spec.task == 'classification' and len(arrays):

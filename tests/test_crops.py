@@ -1,0 +1,68 @@
+"""Segment, crop, classify over a split (paper 1's Fig. 17): each crop is the lesion's box
+with its margin, cut from the image and resized; no lesion leaves the image whole; the
+evaluation scores the crops with the classifier's checkpoint and says how they were cut."""
+
+import json
+
+import numpy as np
+import pytest
+
+from skinjax.data.arrays import resize_image
+from skinjax.evaluation import crops
+from skinjax.evaluation.evaluate import evaluate_workdir
+from skinjax.train.spec import ConfigError
+
+
+class BoxSegmenter:
+  """Marks rows 10-29 and columns 20-59 of every image as lesion; nothing in an all-black
+  image."""
+
+  def mask(self, image):
+    mask = np.zeros(image.shape[:2], bool)
+    if image.any():
+      mask[10:30, 20:60] = True
+    return mask
+
+
+def test_a_crop_is_the_lesion_box_with_its_margin_cut_and_resized():
+  rng = np.random.default_rng(0)
+  images = rng.integers(1, 256, (2, 80, 100, 3), dtype=np.uint8)
+  images[1] = 0
+  cut, found, areas = crops.cut(images, BoxSegmenter(), 28, margin=0.1)
+  # Box rows 10..29 (20 tall) and columns 20..59 (40 wide), grown by 2 and 4 pixels.
+  np.testing.assert_array_equal(cut[0], resize_image(np.ascontiguousarray(
+      images[0, 8:32, 16:64]), 28))
+  np.testing.assert_array_equal(cut[1], resize_image(images[1], 28))  # no lesion: whole
+  assert found.tolist() == [True, False]
+  np.testing.assert_allclose(areas, [24 * 48 / (80 * 100), 1.0])
+
+
+def test_crops_of_the_test_split_are_scored_by_the_same_checkpoint(classifier_run,
+                                                                    segmenter_run):
+  workdir, whole = classifier_run
+  evaluation = evaluate_workdir(str(workdir), split='test', crop_with=str(segmenter_run[0]))
+  assert evaluation.target.name == 'test-lesion_crops'
+  assert evaluation.run.step == evaluate_workdir(str(workdir), split='test').run.step
+  report = json.loads((workdir / 'report' / 'test-lesion_crops' / 'report.json').read_text())
+  assert report['examples'] == 7 and report['crops']['segmenter'] == str(segmenter_run[0])
+  assert report['crops']['source_size'] == crops.SOURCE_SIZE
+  assert 0 <= report['crops']['no_lesion_found'] <= 7
+  assert evaluation.target.arrays.images.shape[1:] == (28, 28, 3)
+  assert set(whole) == set(evaluation.metrics)
+
+
+@pytest.mark.parametrize('which,message', [
+    ('classifier', "a classification run; expected a segmenter's workdir"),
+    ('missing', 'no such folder'),
+])
+def test_crop_with_names_what_it_cannot_use(classifier_run, tmp_path, which, message):
+  workdir = str(classifier_run[0])
+  segmenter = workdir if which == 'classifier' else str(tmp_path / 'none')
+  with pytest.raises(ConfigError, match=f'^--crop_with={segmenter}: {message}'):
+    evaluate_workdir(workdir, split='test', crop_with=segmenter)
+
+
+def test_crop_with_takes_no_other_dataset(classifier_run, segmenter_run):
+  with pytest.raises(ConfigError, match="^--crop_with: crops a split of the run's own data"):
+    evaluate_workdir(str(classifier_run[0]), split='all', dataset='isic9',
+                     crop_with=str(segmenter_run[0]))
