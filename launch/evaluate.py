@@ -43,6 +43,9 @@ def define(values, argv):
   flags.DEFINE_string('crop_with', None, "A segmenter run's workdir: score the lesion crops "
                       'it finds (paper 1, Fig. 17) instead of the whole images, into '
                       'report/<split>-lesion_crops/.', flag_values=values)
+  flags.DEFINE_bool('kmeans', False, "A segmenter's evaluation: also score paper 2's k-means "
+                    'colour segmentation (k=3) on the same images (report.json, "kmeans").',
+                    flag_values=values)
   flags.DEFINE_float('crop_margin', 0.1, "With --crop_with: the margin added to each side "
                      "of the lesion's box, as a fraction of its size.", flag_values=values)
 
@@ -63,7 +66,7 @@ def main(values, rest):
         dataset_config=values.dataset_config, data_dir=values.data_dir,
         manual_dir=values.manual_dir, step=step, parallel=values.parallel,
         batch_size=values.batch_size, crop_with=values.crop_with,
-        crop_margin=values.crop_margin)
+        crop_margin=values.crop_margin, kmeans=values.kmeans)
   except (FileNotFoundError, ConfigError, DatasetFileError) as error:
     common_flags.fail(str(error))
   if evaluation.report_dir is None and evaluation.report_error is None:  # not process 0
@@ -73,6 +76,10 @@ def main(values, rest):
   print(f'{target.name} metrics ({len(target.arrays)} examples): {shown}')
   if target.excluded:
     print(f"left out {target.excluded['count']} images the run saw in training")
+  if target.kmeans:
+    shown_kmeans = {k: round(v, 4) for k, v in target.kmeans['metrics'].items()
+                    if isinstance(v, float)}
+    print(f'k-means (k={target.kmeans["k"]}) on the same images: {shown_kmeans}')
   if evaluation.report_error:
     common_flags.fail(evaluation.report_error)
   print(f'report: {evaluation.report_dir}/report.json')

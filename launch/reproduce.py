@@ -145,9 +145,13 @@ def commands(placed: Placed, places) -> list[list[str]]:
            f'--data_dir={places["tfds"]}', *overlap, *arguments]
   evaluations = []
   for evaluation, manual_dir in placed.evaluation_dirs:
-    target = ([f'--crop_with={os.path.join(places["workdir"], evaluation.crop_with)}']
-              if evaluation.crop_with else
-              [f'--dataset={evaluation.dataset}', f'--manual_dir={manual_dir}'])
+    target = []
+    if evaluation.crop_with:
+      target.append(f'--crop_with={os.path.join(places["workdir"], evaluation.crop_with)}')
+    if evaluation.dataset is not None:
+      target += [f'--dataset={evaluation.dataset}', f'--manual_dir={manual_dir}']
+    if evaluation.kmeans:
+      target.append('--kmeans')
     evaluations.append(['launch/evaluate.py', f'--workdir={workdir}', *target,
                         f'--split={evaluation.split}', f'--data_dir={places["tfds"]}'])
   export = ([['launch/export_backbone.py', f'--workdir={workdir}',
@@ -246,7 +250,7 @@ def summarize(placed: Placed, places, command_lines, wall_s) -> dict:
       report = json.load(file)
     scored[target] = {'examples': report['examples'], 'metrics': report['metrics'],
                       'confusion_matrix': report.get('confusion_matrix'),
-                      'crops': report.get('crops')}
+                      'crops': report.get('crops'), 'kmeans': report.get('kmeans')}
   history = []
   with open(os.path.join(workdir, 'metrics.jsonl')) as file:
     history = [json.loads(line) for line in file if line.strip()]
@@ -308,10 +312,15 @@ def write_json(path: str, value):
   os.replace(temporary, path)
 
 
+def training_identity(run: reproduce_plan.Run) -> list:
+  """What a run trains: its config, overrides and seed (not where its files live, so that
+  another checkout or data root reuses a summary)."""
+  return [run.config, *run.arguments()]
+
+
 def identity(run: reproduce_plan.Run) -> list:
-  """What a run computes: its config, overrides, seed and evaluations (not where its
-  files live, so that another checkout or data root reuses a summary)."""
-  return [run.config, *run.arguments(), *(e.report for e in run.evaluations)]
+  """What a run computes: its training and then its evaluations."""
+  return training_identity(run) + [e.identity for e in run.evaluations]
 
 
 def state_of(placed: Placed, places) -> str:
@@ -323,6 +332,13 @@ def state_of(placed: Placed, places) -> str:
   if os.path.isdir(os.path.join(places['workdir'], placed.name, 'checkpoints')):
     return 'interrupted'
   return 'to run'
+
+
+def trains_the_same(placed: Placed, places) -> bool:
+  """Whether the run's old summary trained what the plan trains now."""
+  summary = load_summary(os.path.join(places['summaries'], f'{placed.name}.json'))
+  trained = training_identity(placed.run)
+  return summary is not None and summary['identity'][:len(trained)] == trained
 
 
 def prepare_places(values) -> dict:
@@ -400,8 +416,9 @@ def run_one(placed: Placed, places):
   if state == 'done':
     print(f'reproduce: {placed.name} done (its summary is kept)', flush=True)
     return
-  if state == 'changed' and os.path.isdir(workdir):
+  if state == 'changed' and os.path.isdir(workdir) and not trains_the_same(placed, places):
     # Its row changed: the old checkpoints are another run's, which train.py would refuse.
+    # (Where only the evaluations changed, train.py finds its run done and they run again.)
     shutil.rmtree(workdir)
   os.makedirs(workdir, exist_ok=True)
   log_path = os.path.join(workdir, 'reproduce.log')

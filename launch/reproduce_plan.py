@@ -27,12 +27,18 @@ class Evaluation:
   folders: tuple[str, ...]  # under --data_root, the dataset's download: the first found
   split: str = 'all'
   crop_with: str = ''  # a segmenter run of the plan, for lesion crops
+  kmeans: bool = False  # a segmenter's: k-means scored on the same images too
 
   @property
   def report(self) -> str:
+    """The report folder it writes (report/<report>/ in the run's workdir)."""
     if self.crop_with:
       return f'{self.split}-lesion_crops'
-    return f'{self.dataset}-{self.split}'
+    return self.split if self.dataset is None else f'{self.dataset}-{self.split}'
+
+  @property
+  def identity(self) -> str:
+    return self.report + ('+kmeans' if self.kmeans else '')
 
 
 BACKBONE = 'backbone'  # the folder of a run's exported backbone, in its workdir
@@ -182,7 +188,9 @@ def runs(scale: str) -> list[Run]:
       plan.append(Run(f'dcn_{key}_s{seed}', 'table6', key, 'deepconvnet_ham10000', HAM10000,
                       overrides + settings.classifier, seed))
   plan.append(Run('unet_ham10000_s0', 'table8', 'unet_ham10000', 'unet_ham10000', HAM10000,
-                  settings.segmenter, 0, evaluations=(Evaluation('ph2', PH2),)))
+                  settings.segmenter, 0,
+                  evaluations=(Evaluation(None, (), 'test', kmeans=True),
+                               Evaluation('ph2', PH2, kmeans=True))))
   # Fig. 17: one classifier (paper 1's, lesion protocol) scored on whole test images and on
   # the U-Net's lesion crops of them.
   plan.append(Run('dcn_lesion_crops_s0', 'fig17', 'lesion_crops', 'deepconvnet_ham10000',

@@ -148,11 +148,17 @@ def render_table8(rows, runs, summaries) -> list[str]:
       continue
     for target in done[0]['scores']:
       scores = [s['scores'][target] for s in done if target in s['scores']]
+      where = 'its test split' if target == 'test' else target + ' (never trained on)'
       cells = [spread([score['metrics'][key] for score in scores])
                for _, key in TABLE8_METRICS]
-      where = 'its test split' if target == 'test' else target + ' (never trained on)'
       lines.append(f'| {row.label} | {where} | {" | ".join(cells)} | '
                    f'{scores[0]["examples"]:,} | {minutes(done)} |')
+      kmeans = [score['kmeans'] for score in scores if score.get('kmeans')]
+      if kmeans:
+        cells = [spread([entry['metrics'][key] for entry in kmeans])
+                 for _, key in TABLE8_METRICS]
+        lines.append(f'| paper 2\'s k-means (k={kmeans[0]["k"]}) on the same images | {where} | '
+                     f'{" | ".join(cells)} | {scores[0]["examples"]:,} | - |')
   return lines
 
 

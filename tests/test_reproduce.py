@@ -109,6 +109,10 @@ def test_tables_hold_the_mean_and_spread_of_the_seeds_and_leave_the_text_around(
   counts = np.array(single['confusion_matrix']).sum(axis=1)
   assert cells[-2].endswith(f'{100 * counts.max() / counts.sum():.1f}')
   assert 'ph2-all (never trained on)' in text
+  kmeans = found['unet_ham10000_s0']['scores']['ph2-all']['kmeans']['metrics']
+  line = [line for line in text.splitlines()
+          if line.startswith("| paper 2's k-means (k=3) on the same images | ph2-all")]
+  assert len(line) == 1 and f'| {100 * kmeans["dice"]:.2f} |' in line[0]
   crops = found['dcn_lesion_crops_s0']['scores']['test-lesion_crops']
   cells = table_line(text, rows['lesion_crops'].label + ' | the U-Net\'s lesion crops of them')
   assert cells[2] == f'{100 * crops["metrics"]["accuracy"]:.2f}'

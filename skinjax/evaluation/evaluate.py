@@ -15,6 +15,7 @@ import numpy as np
 from skinjax import report as report_lib
 from skinjax.data import experiment_data, pipeline
 from skinjax.evaluation import crops as crops_lib
+from skinjax.evaluation.kmeans_baseline import kmeans_scores
 from skinjax.evaluation import targets as targets_lib
 from skinjax.evaluation.restore import RestoredRun, restore_run
 from skinjax.explain.gradcam import gradcam
@@ -62,7 +63,7 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', dataset: str | None =
                      manual_dir: str | None = None, step='best', batch_size=None,
                      parallel: str | None = None, history: list | None = None,
                      crop_with: str | None = None,
-                     crop_margin: float = crops_lib.MARGIN) -> Evaluation:
+                     crop_margin: float = crops_lib.MARGIN, kmeans: bool = False) -> Evaluation:
   """Restores the run in `workdir`, scores `split` of its own data (or of `dataset`), and
   writes the report under <workdir>/report/<target name>/ (process 0 only).
 
@@ -70,6 +71,8 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', dataset: str | None =
   else read from the workdir.
   crop_with: a segmenter run's workdir: score the lesion crops it finds instead of the
     whole images (report/<split>-lesion_crops/; skinjax.evaluation.crops).
+  kmeans: (a segmenter) also score paper 2's k-means segmentation on the same images, into
+    the report's 'kmeans' entry.
   """
   if dataset_config and not dataset:
     raise spec_lib.ConfigError(f'--dataset_config={dataset_config}: only with --dataset (the '
@@ -78,6 +81,9 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', dataset: str | None =
     raise spec_lib.ConfigError('--crop_with: crops a split of the run\'s own data; drop '
                                '--dataset')
   run = restore_run(workdir, step=step)
+  if kmeans and run.spec.task != 'segmentation':
+    raise spec_lib.ConfigError(f'--kmeans: scores k-means beside a segmenter; {workdir} holds '
+                               f'a {run.spec.task} run')
   # Refused before any data is read.
   spec_lib.check_processes(parallel or run.spec.parallel, run.spec.data_placement,
                            jax.process_count(), flag='--parallel')
@@ -97,6 +103,8 @@ def evaluate_workdir(workdir: str, *, split: str = 'test', dataset: str | None =
     if crop_with:
       target = crops_lib.crop_target(run, target, builder, crop_with, margin=crop_margin)
   metrics, outputs = evaluate(run, target.arrays, parallel=parallel, batch_size=batch_size)
+  if kmeans:
+    target.kmeans = {'k': 3, 'metrics': kmeans_scores(target.arrays, seed=run.spec.seed)}
   if not multihost.is_primary():
     return Evaluation(run, target, metrics, outputs, None)
   directory = workdir_lib.report_dir(workdir, target.name)
@@ -121,6 +129,8 @@ def _report_data(run, target, metrics, outputs, history) -> report_lib.ReportDat
     header['excluded'] = target.excluded
   if target.crops is not None:
     header['crops'] = target.crops
+  if target.kmeans is not None:
+    header['kmeans'] = target.kmeans
   arrays = target.arrays
   samples = None
   if run.spec.task == 'classification' and len(arrays):

@@ -31,6 +31,7 @@ class Target:
   class_map: dict | None = None  # the scored dataset's class -> the run's (another dataset)
   excluded: dict | None = None  # what was left out as seen by the run, and why
   crops: dict | None = None  # lesion crops instead of whole images: how (evaluation.crops)
+  kmeans: dict | None = None  # k-means segmentation scored on the same images
 
 
 def own_split(data: experiment_data.ExperimentData, split: str) -> Target:
