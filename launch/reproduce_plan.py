@@ -163,7 +163,9 @@ def paper2_key(scenario, start, protocol) -> str:
 def rows() -> list[Row]:
   return [Row('table6', key, label, paper) for key, label, _, _, paper in TABLE6] + [
       Row('table8', 'unet_ham10000', "U-Net on HAM10000's masks, lesion protocol", ''),
-      Row('fig17', 'lesion_crops', "DeepConvNet, lesion protocol, paper 1's duplication", '')
+      Row('fig17', 'lesion_crops', "DeepConvNet, lesion protocol, paper 1's duplication", ''),
+      Row('fig17', 'trained_on_crops', 'the same, trained on lesion crops (cut by the '
+          'ground-truth masks)', '')
   ] + [
       Row('paper2', paper2_key(*entry), f'{entry[0]}: {PAPER2_STARTS[entry[1]]}; '
           f'{PAPER2_PROTOCOLS[entry[2]]}', PAPER2_REPORTED[entry[0]])
@@ -195,6 +197,12 @@ def runs(scale: str) -> list[Run]:
   # the U-Net's lesion crops of them.
   plan.append(Run('dcn_lesion_crops_s0', 'fig17', 'lesion_crops', 'deepconvnet_ham10000',
                   HAM10000, (('split_protocol', 'lesion'),) + settings.classifier, 0,
+                  evaluations=(Evaluation(None, (), 'test', crop_with='unet_ham10000_s0'),)))
+  # ... and a classifier trained on crops (cut by HAM10000's ground-truth masks).
+  plan.append(Run('dcn_trained_on_crops_s0', 'fig17', 'trained_on_crops',
+                  'deepconvnet_ham10000', HAM10000,
+                  (('split_protocol', 'lesion'), ('dataset_config', 'with_masks'),
+                   ('crop_to_lesion', True)) + settings.classifier, 0,
                   evaluations=(Evaluation(None, (), 'test', crop_with='unet_ham10000_s0'),)))
   for protocol, config in (('grouped', 'all9'), ('paper', 'all9_paper')):
     plan.append(Run(f'b3_ham10000_{protocol}_s0', 'pretraining', f'b3_ham10000_{protocol}',

@@ -217,7 +217,9 @@ def render_fig17(rows, runs, summaries) -> list[str]:
       lines.append(f'| {row.label} | not run yet | ' + ' | '.join(
           ['-'] * (len(TABLE6_METRICS) + 3)) + ' |')
       continue
-    for target, shown in (('test', 'whole test images'),
+    on_crops = '--config.crop_to_lesion=True' in done[0]['identity']
+    for target, shown in (('test', 'test images cut by their ground-truth masks' if on_crops
+                           else 'whole test images'),
                           ('test-lesion_crops', "the U-Net's lesion crops of them")):
       scores = [s['scores'][target] for s in done if target in s['scores']]
       if not scores:

@@ -66,3 +66,32 @@ def test_crop_with_takes_no_other_dataset(classifier_run, segmenter_run):
   with pytest.raises(ConfigError, match="^--crop_with: crops a split of the run's own data"):
     evaluate_workdir(str(classifier_run[0]), split='all', dataset='isic9',
                      crop_with=str(segmenter_run[0]))
+
+
+def test_a_split_cut_by_its_own_masks_keeps_labels_and_ids_and_drops_the_masks():
+  from skinjax.data import lesion_crops
+  from skinjax.data.arrays import SplitArrays
+  rng = np.random.default_rng(1)
+  images = rng.integers(0, 256, (2, 60, 60, 3), dtype=np.uint8)
+  masks = np.zeros((2, 60, 60, 1), np.uint8)
+  masks[0, 5:15, 30:50] = 1  # box rows 5..14, cols 30..49: grown by 1 and 2
+  cut = lesion_crops.crop_split(SplitArrays(images, np.array([3, 4]), np.array(['a', 'b']),
+                                            masks), 16)
+  np.testing.assert_array_equal(cut.images[0], resize_image(np.ascontiguousarray(
+      images[0, 4:16, 28:52]), 16))
+  np.testing.assert_array_equal(cut.images[1], resize_image(images[1], 16))  # empty mask
+  assert cut.labels.tolist() == [3, 4] and cut.image_ids.tolist() == ['a', 'b']
+  assert cut.masks is None
+
+
+@pytest.mark.parametrize('changes,message', [
+    ({'dataset_config': 'images'}, 'cuts by the lesion masks, which ham10000 images does not '
+                                   'have; configs with masks: with_masks'),
+    ({'dataset_config': 'with_masks', 'task': 'segmentation', 'model': 'unet_tiny',
+      'loss': 'jaccard', 'best_metric': 'dice', 'balance': 'none'},
+     'crops feed a classifier'),
+])
+def test_crop_to_lesion_names_what_it_needs(changes, message):
+  from training_runs import classifier_spec
+  with pytest.raises(ConfigError, match=f'^--config.crop_to_lesion: {message}'):
+    classifier_spec(crop_to_lesion=True, **changes)

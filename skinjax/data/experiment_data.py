@@ -6,7 +6,8 @@ import dataclasses
 from absl import logging
 import numpy as np
 
-from skinjax.data import arrays as arrays_lib, balance, builders, overlap as overlap_lib
+from skinjax.data import arrays as arrays_lib, balance, builders, lesion_crops
+from skinjax.data import overlap as overlap_lib
 from skinjax.data.arrays import SplitArrays
 from skinjax.data.image_files import DatasetFileError
 
@@ -38,7 +39,8 @@ def prepare(spec, *, data_dir: str | None = None, manual_dir: str | None = None,
   spec.exclude_overlap_with, spec.split_protocol and spec.balance.
 
   spec: a skinjax.train.spec.RunSpec (dataset, dataset_config, skip_corrupt, image_size,
-  split_protocol, balance, seed, exclude_overlap_with).
+  split_protocol, balance, seed, exclude_overlap_with, crop_to_lesion: every split cut to
+  its masks' lesion boxes at lesion_crops.SOURCE_SIZE, then resized to image_size).
   builder: an already prepared builder to read instead (e.g. the version a run trained on,
     from builders.reopen).
   overlap_manual_dir: the download of spec.exclude_overlap_with's dataset, when it is not
@@ -51,7 +53,12 @@ def prepare(spec, *, data_dir: str | None = None, manual_dir: str | None = None,
                                config=spec.dataset_config or None,
                                skip_corrupt=spec.skip_corrupt)
   class_names = tuple(builder.info.features['label'].names)
-  train, validation, test = (load(builder, split, spec.image_size) for split in SPLITS)
+  if spec.crop_to_lesion:  # cut at a higher resolution, by each image's own mask
+    train, validation, test = (
+        lesion_crops.crop_split(load(builder, split, lesion_crops.SOURCE_SIZE), spec.image_size)
+        for split in SPLITS)
+  else:
+    train, validation, test = (load(builder, split, spec.image_size) for split in SPLITS)
   left_out = None
   if spec.exclude_overlap_with and leave_out_overlap:
     train, left_out = leave_out_overlap_with(

@@ -8,17 +8,16 @@ import os
 
 import numpy as np
 
-from skinjax.data import experiment_data
-from skinjax.data.arrays import SplitArrays, resize_image
+from skinjax.data import experiment_data, lesion_crops
+from skinjax.data.arrays import SplitArrays
 from skinjax.evaluation import targets as targets_lib
-from skinjax.evaluation.diagnose import lesion_box
 from skinjax.evaluation.predict import Predictor
 from skinjax.train.spec import ConfigError
 
 # The resolution the crops are cut from: the segmenters here train at 64-224, and a box
 # of a third of the image still holds 75 pixels a side at 224, more than a 28x28 input.
-SOURCE_SIZE = 224
-MARGIN = 0.1  # diagnose.diagnose's default
+SOURCE_SIZE = lesion_crops.SOURCE_SIZE
+MARGIN = lesion_crops.MARGIN
 
 
 def cut(images: np.ndarray, segmenter: Predictor, size: int, margin: float):
@@ -26,14 +25,11 @@ def cut(images: np.ndarray, segmenter: Predictor, size: int, margin: float):
   each image's lesion box cut and resized; the whole image where no lesion is found."""
   crops, found, areas = [], [], []
   for image in images:
-    box = lesion_box(segmenter.mask(image), margin)
+    box = lesion_crops.lesion_box(segmenter.mask(image), margin)
     found.append(box is not None)
-    if box is None:
-      crop = image
-    else:
-      crop = np.ascontiguousarray(image[box[0]:box[2], box[1]:box[3]])
-    areas.append(crop.shape[0] * crop.shape[1] / (image.shape[0] * image.shape[1]))
-    crops.append(resize_image(crop, size))
+    height, width = image.shape[:2]
+    areas.append(1.0 if box is None else (box[2] - box[0]) * (box[3] - box[1]) / (height * width))
+    crops.append(lesion_crops.cut(image, box, size))
   return (np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
           np.array(found, bool), np.array(areas))
 
@@ -57,7 +53,7 @@ def crop_target(run, target: targets_lib.Target, builder, segmenter_workdir: str
     raise ConfigError(f'--crop_with={segmenter_workdir}: a {segmenter.task} run; expected a '
                       "segmenter's workdir (a U-Net run)")
   # The same split protocol and seed at the source resolution: the same examples, in order.
-  spec = run.spec.replace(image_size=source_size)
+  spec = run.spec.replace(image_size=source_size, crop_to_lesion=False)
   source = targets_lib.own_split(
       experiment_data.prepare(spec, builder=builder, leave_out_overlap=False), target.split)
   if not np.array_equal(source.arrays.image_ids, target.arrays.image_ids):

@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 
+from skinjax.data.lesion_crops import lesion_box
 from skinjax.evaluation.predict import Predictor
 
 
@@ -24,19 +25,6 @@ class Diagnosis:
             'crop_box': None if self.box is None else dict(zip(
                 ('top', 'left', 'bottom', 'right'), map(int, self.box))),
             'predicted_class': self.predicted, 'probabilities': self.probabilities}
-
-
-def lesion_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
-  """Bounding box of the mask's lesion pixels, grown by `margin` of its size on each side
-  and clipped to the image; None when the mask is empty."""
-  rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-  if not len(rows):
-    return None
-  top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-  grow_rows, grow_cols = int(round(margin * (bottom - top))), int(round(margin * (right - left)))
-  height, width = mask.shape
-  return (max(0, top - grow_rows), max(0, left - grow_cols), min(height, bottom + grow_rows),
-          min(width, right + grow_cols))
 
 
 def diagnose(image: np.ndarray, segmenter: Predictor, classifier: Predictor,

@@ -77,6 +77,9 @@ class RunSpec:
   image_size: int = 0
   split_protocol: str = 'lesion'
   balance: str = 'none'  # paper1 (duplication) or class_weights (a weighted loss)
+  # Every split's images cut to their lesion mask's box (data.lesion_crops), for a
+  # classifier of segment-then-classify; needs a dataset config with masks.
+  crop_to_lesion: bool = False
   augment: str = 'none'
   normalization: Normalization = Normalization()
   # Build the dataset leaving out damaged files (logged, counted in its metadata).
@@ -446,6 +449,20 @@ def _split_protocol(spec):
       if spec.split_protocol == 'paper' and spec.dataset != 'ham10000' else None)
 
 
+def _crop_to_lesion(spec):
+  if not spec.crop_to_lesion:
+    return None
+  if spec.task != 'classification':
+    return '--config.crop_to_lesion: crops feed a classifier; a segmenter sees whole images'
+  entry = catalog.DATASETS.get(spec.dataset)
+  if entry is not None and not entry.has_masks(spec.dataset_config):
+    with_masks = ', '.join(c or '(default)' for c in entry.mask_configs) or 'none'
+    return (f'--config.crop_to_lesion: cuts by the lesion masks, which {spec.dataset} '
+            f'{spec.dataset_config or "(default config)"} does not have; configs with masks: '
+            f'{with_masks}')
+  return None
+
+
 def _balance(spec):
   unknown = _one_of('balance', spec.balance, BALANCING)
   if unknown:
@@ -539,5 +556,5 @@ def _augment(spec):
 
 
 _RULES = (_model, _model_kwargs, _task, _loss, _label_smoothing, _class_weights, _dataset,
-          _image_size, _split_protocol, _exclude_overlap_with, _balance, _augment,
-          _normalization, _batch_sizes, _phases, _init_from, _seed, _checkpoints, _where)
+          _image_size, _split_protocol, _exclude_overlap_with, _balance, _crop_to_lesion,
+          _augment, _normalization, _batch_sizes, _phases, _init_from, _seed, _checkpoints, _where)
