@@ -95,3 +95,19 @@ def test_crop_to_lesion_names_what_it_needs(changes, message):
   from training_runs import classifier_spec
   with pytest.raises(ConfigError, match=f'^--config.crop_to_lesion: {message}'):
     classifier_spec(crop_to_lesion=True, **changes)
+
+
+def test_a_run_on_lesion_crops_trains_on_its_splits_cut_by_their_masks(layouts):
+  from skinjax.data import experiment_data, lesion_crops
+  from training_runs import classifier_spec
+  spec = classifier_spec(dataset_config='with_masks', crop_to_lesion=True, balance='none')
+  data = experiment_data.prepare(spec, data_dir=layouts['data_dir'],
+                                 manual_dir=layouts['ham10000'])
+  whole = experiment_data.prepare(spec.replace(crop_to_lesion=False,
+                                               image_size=lesion_crops.SOURCE_SIZE),
+                                  data_dir=layouts['data_dir'], manual_dir=layouts['ham10000'])
+  for name in ('train', 'validation', 'test'):
+    cut, source = getattr(data, name), getattr(whole, name)
+    np.testing.assert_array_equal(cut.image_ids, source.image_ids)
+    np.testing.assert_array_equal(cut.images, lesion_crops.crop_split(source, 28).images)
+    assert cut.masks is None and cut.images.shape[1:] == (28, 28, 3)

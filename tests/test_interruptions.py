@@ -138,7 +138,7 @@ def poisoned_run(monkeypatch, layouts, config):
 
   monkeypatch.setattr(experiment_data, 'prepare', prepare)
   monkeypatch.setattr(build, 'task',
-                      lambda spec, num_classes: LossBlowsUpOnWhiteImages(num_classes))
+                      lambda spec, num_classes, *_: LossBlowsUpOnWhiteImages(num_classes))
   return poisoned, step, data.train.image_ids[poisoned]
 
 
