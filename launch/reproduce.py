@@ -354,6 +354,8 @@ def prepare_places(values) -> dict:
   results = given['results_file']
   if os.path.isdir(results):
     raise common_flags.CommandLineError(f'--results_file={results}: a folder, not a file')
+  if not os.path.isdir(os.path.dirname(os.path.abspath(results))):
+    raise common_flags.CommandLineError(f'--results_file={results}: its folder does not exist')
   return places
 
 
@@ -405,6 +407,10 @@ def main(values, rest):
     common_flags.fail(f'{error} (another reproduce is running at this --workdir)')
   except reproduce_tables.MarkerError as error:
     common_flags.fail(str(error))
+  except OSError as error:  # the tables' file; the runs' summaries are written
+    common_flags.fail(f'--results_file={places["results_file"]}: cannot write it '
+                      f'({error.strerror}); the summaries in {places["summaries"]} are kept, '
+                      'and --tables_only writes the tables from them')
   print(f'reproduce: tables of {written} written to {places["results_file"]}')
 
 

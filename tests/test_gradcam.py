@@ -89,3 +89,18 @@ def test_b3_classifier_heatmaps_of_a_batch_equal_those_of_each_image_alone():
   for i in range(3):
     alone, _ = gradcam(model, variables, images[i:i + 1], jnp.argmax(logits[i:i + 1], -1))
     np.testing.assert_allclose(alone[0], heatmaps[i], atol=1e-5)
+
+
+def test_the_reports_gradcam_examples_are_half_right_half_wrong():
+  from skinjax.evaluation.evaluate import sample_right_and_wrong
+  labels = np.zeros(20, int)
+  predicted = np.where(np.arange(20) % 2 == 0, 0, 1)  # even indices right, odd wrong
+  chosen = sample_right_and_wrong(labels, predicted, 8)
+  assert len(chosen) == 8 and list(chosen) == sorted(set(chosen))
+  assert (chosen % 2 == 0).sum() == 4 and (chosen % 2 == 1).sum() == 4
+  few_wrong = np.zeros(20, int)
+  few_wrong[[3, 11]] = 1
+  chosen = sample_right_and_wrong(labels, few_wrong, 8)  # 2 wrong: 6 right fill the count
+  assert len(chosen) == 8 and {3, 11} <= set(chosen.tolist())
+  assert len(sample_right_and_wrong(labels, labels, 8)) == 8  # all right
+  assert sorted(sample_right_and_wrong(labels[:5], predicted[:5], 8)) == [0, 1, 2, 3, 4]

@@ -150,6 +150,7 @@ def test_misuse_stops_in_one_line_and_writes_nothing(tiny, tmp_path):
       ([f'--data_root={tmp_path / "missing"}'], f'--data_root={tmp_path / "missing"}: no such'),
       ([f'--data_root={tmp_path}'], 'no HAM10000/ folder, which dcn_paper_aug_s0 reads'),
       ([f'--results_file={tmp_path}'], 'a folder, not a file'),
+      ([f'--results_file={tmp_path / "no" / "R.md"}'], 'its folder does not exist'),
   ]
   for args, message in cases:
     result = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}', *args)

@@ -141,14 +141,31 @@ def _report_data(run, target, metrics, outputs, history) -> report_lib.ReportDat
       history=history, gradcam=samples)
 
 
+def sample_right_and_wrong(labels: np.ndarray, predicted: np.ndarray, count: int):
+  """Up to `count` example indices, sorted: count // 2 right and the rest wrong, spread
+  evenly over each group; where one group is short, the other fills the count."""
+  right = np.flatnonzero(labels == predicted)
+  wrong = np.flatnonzero(labels != predicted)
+  take_wrong = min(len(wrong), max(count - count // 2, count - len(right)))
+  take_right = min(len(right), count - take_wrong)
+
+  def spread(group, taken):
+    return group[np.unique(np.linspace(0, len(group) - 1, taken).astype(int))] if taken else []
+  return np.sort(np.concatenate([spread(right, take_right),
+                                 spread(wrong, take_wrong)]).astype(int))
+
+
 def gradcam_samples(run: RestoredRun, arrays, probabilities: np.ndarray, *,
                     count: int = GRADCAM_SAMPLES):
-  """Grad-CAM of the predicted class for `count` examples spread over a split.
+  """Grad-CAM of the predicted class for `count` examples of a split: half of them
+  classified right and half wrong where the split has both (each half spread over the
+  split), so the figure shows what the model looks at when it fails too.
 
   probabilities: float32[N, classes] of the split, from the evaluation pass. Returns
   (uint8 images, heatmaps float32[n, S, S] in [0, 1], titles 'true -> predicted (p)').
   """
-  indices = np.unique(np.linspace(0, len(arrays) - 1, min(count, len(arrays))).astype(int))
+  indices = sample_right_and_wrong(np.asarray(arrays.labels),
+                                   np.asarray(probabilities).argmax(axis=-1), count)
   images = np.asarray(arrays.images[indices])
   inputs = build.preprocess(run.spec)({'image': images}, None, None, train=False)['image']
   heatmaps, _ = jax.device_get(gradcam(run.model, run.variables, inputs))
