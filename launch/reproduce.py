@@ -224,6 +224,7 @@ def execute(command, log_path) -> float:
     try:
       while chunk := os.read(child.stdout.fileno(), 1 << 16):
         log.write(chunk)
+        log.flush()  # so that `tail -f` on the log follows the run
         sys.stderr.buffer.write(chunk)
         sys.stderr.flush()
       status = child.wait()
