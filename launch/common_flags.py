@@ -188,6 +188,15 @@ def data_dir(given: str | None) -> str:
   return tfds.core.constants.DATA_DIR
 
 
+def checkpoint_step(value: str):
+  """--step: 'best', 'latest' or a step number (an int); CommandLineError otherwise."""
+  if value in ('best', 'latest'):
+    return value
+  if not value.isdigit():
+    raise CommandLineError(f"--step={value}: expected 'best', 'latest' or a step number")
+  return int(value)
+
+
 def fail(message: str):
   """Ends the launcher with one line on stderr and exit status 2."""
   print(f'error: {message}', file=sys.stderr)

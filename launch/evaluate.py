@@ -55,11 +55,10 @@ def main(values, rest):
   common_flags.initialize_processes(common_flags.processes(values))  # before any JAX work
   jax_startup.start()
   common_flags.quiet_orbax()
-  step = values.step
-  if step not in ('best', 'latest'):
-    if not step.isdigit():
-      common_flags.fail(f"--step={step}: expected 'best', 'latest' or a step number")
-    step = int(step)
+  try:
+    step = common_flags.checkpoint_step(values.step)
+  except common_flags.CommandLineError as error:
+    common_flags.fail(str(error))
   try:
     evaluation = evaluate_workdir(
         values.workdir, split=values.split, dataset=values.dataset,

@@ -41,11 +41,10 @@ def backbone_name(model: str) -> str | None:
 
 def main(values, rest):
   del rest
-  step = values.step
-  if step not in ('best', 'latest'):
-    if not step.isdigit():
-      common_flags.fail(f"--step={step}: expected 'best', 'latest' or a step number")
-    step = int(step)
+  try:
+    step = common_flags.checkpoint_step(values.step)
+  except common_flags.CommandLineError as error:
+    common_flags.fail(str(error))
   output = values.output
   if os.path.isfile(output) or (os.path.isdir(output) and os.listdir(output)):
     common_flags.fail(f'--output={output}: exists and is not an empty folder')

@@ -33,7 +33,9 @@ import common_flags
 import reproduce_plan
 import reproduce_tables
 from skinjax.data import synthetic
+from skinjax.train import workdir as workdir_lib
 from skinjax.train.lock import WorkdirLock
+from skinjax.train.metric_writer import read_history
 from skinjax.train.spec import ConfigError
 
 LAUNCH = os.path.dirname(os.path.abspath(__file__))
@@ -242,24 +244,19 @@ def execute(command, log_path) -> float:
 def summarize(placed: Placed, places, command_lines, wall_s) -> dict:
   run = placed.run
   workdir = os.path.join(places['workdir'], run.name)
-  reports = {'test': os.path.join(workdir, 'report', 'test', 'report.json')}
-  reports.update({e.report: os.path.join(workdir, 'report', e.report, 'report.json')
-                  for e, _ in placed.evaluation_dirs})
-  scored = {}
-  for target, path in reports.items():
-    with open(path) as file:
-      report = json.load(file)
-    scored[target] = {'examples': report['examples'], 'metrics': report['metrics'],
-                      'confusion_matrix': report.get('confusion_matrix'),
-                      'crops': report.get('crops'), 'kmeans': report.get('kmeans')}
-  history = []
-  with open(os.path.join(workdir, 'metrics.jsonl')) as file:
-    history = [json.loads(line) for line in file if line.strip()]
+  reports = {}
+  for target in ['test'] + [e.report for e, _ in placed.evaluation_dirs]:
+    with open(os.path.join(workdir_lib.report_dir(workdir, target), 'report.json')) as file:
+      reports[target] = json.load(file)
+  scored = {target: {'examples': report['examples'], 'metrics': report['metrics'],
+                     'confusion_matrix': report.get('confusion_matrix'),
+                     'crops': report.get('crops'), 'kmeans': report.get('kmeans')}
+            for target, report in reports.items()}
+  history = read_history(workdir)
   with open(os.path.join(workdir, 'config.json')) as file:
     description = json.load(file)
-  figures = keep_figures(run, workdir, places['figures'])
-  with open(reports['test']) as file:
-    best = best_epoch(history, json.load(file).get('checkpoint_step'))
+  figures = keep_figures(run, reports['test'], places['figures'])
+  best = best_epoch(history, reports['test'].get('checkpoint_step'))
   return {
       'name': run.name, 'table': run.table, 'row': run.row, 'seed': run.seed,
       'scale': places['scale'], 'identity': identity(run), 'commands': command_lines,
@@ -287,10 +284,8 @@ def best_epoch(history, checkpoint_step) -> dict | None:
 KEPT_FIGURES = ('confusion_matrix', 'training_curves', 'predictions', 'segmentation_overlays')
 
 
-def keep_figures(run, workdir: str, folder: str) -> dict:
+def keep_figures(run, report: dict, folder: str) -> dict:
   """Copies the test report's main figures to `folder` as <run>_<figure>.png; their paths."""
-  with open(os.path.join(workdir, 'report', 'test', 'report.json')) as file:
-    report = json.load(file)
   kept = {}
   for name in KEPT_FIGURES:
     source = report.get('figures', {}).get(name)
@@ -324,21 +319,38 @@ def identity(run: reproduce_plan.Run) -> list:
   return training_identity(run) + [e.identity for e in run.evaluations]
 
 
+TRAINING_RECORD = 'reproduce_training.json'  # in a run's workdir: what it trains
+
+
+def recorded_training(placed: Placed, places) -> list | None:
+  """The training identity the run's workdir was started with (None: none recorded)."""
+  try:
+    with open(os.path.join(places['workdir'], placed.name, TRAINING_RECORD)) as file:
+      return json.load(file)
+  except (OSError, ValueError):
+    return None
+
+
 def state_of(placed: Placed, places) -> str:
-  """'done' (a summary of this run), 'changed' (a summary of another run of that name: the
-  row changed), 'interrupted' (checkpoints, no summary) or 'to run'."""
+  """'done' (a summary of this run), 'changed' (a summary, or a workdir, of another run of
+  that name: the row changed), 'interrupted' (checkpoints, no summary) or 'to run'."""
   summary = load_summary(os.path.join(places['summaries'], f'{placed.name}.json'))
   if summary is not None:
     return 'done' if summary.get('identity') == identity(placed.run) else 'changed'
   if os.path.isdir(os.path.join(places['workdir'], placed.name, 'checkpoints')):
-    return 'interrupted'
+    recorded = recorded_training(placed, places)
+    return 'interrupted' if recorded in (None, training_identity(placed.run)) else 'changed'
   return 'to run'
 
 
 def trains_the_same(placed: Placed, places) -> bool:
-  """Whether the run's old summary trained what the plan trains now."""
-  summary = load_summary(os.path.join(places['summaries'], f'{placed.name}.json'))
+  """Whether the run's workdir (or, without a record there, its old summary) trained what
+  the plan trains now."""
   trained = training_identity(placed.run)
+  recorded = recorded_training(placed, places)
+  if recorded is not None:
+    return recorded == trained
+  summary = load_summary(os.path.join(places['summaries'], f'{placed.name}.json'))
   return summary is not None and summary['identity'][:len(trained)] == trained
 
 
@@ -428,6 +440,7 @@ def run_one(placed: Placed, places):
     # (Where only the evaluations changed, train.py finds its run done and they run again.)
     shutil.rmtree(workdir)
   os.makedirs(workdir, exist_ok=True)
+  write_json(os.path.join(workdir, TRAINING_RECORD), training_identity(placed.run))
   log_path = os.path.join(workdir, 'reproduce.log')
   timing_path = os.path.join(workdir, 'reproduce_wall_s.json')
   spent = load_spent(timing_path)

@@ -82,8 +82,8 @@ class Row:
 
   table: str
   key: str
-  label: str  # what the row is, as the table shows it
-  paper: str = ''  # the paper's figure for this row, '' where it reports none
+  label: str  # what the row is, as the table shows it (the papers' own figures are
+  # reproduce_tables.PUBLISHED_*)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,18 +124,18 @@ SETTINGS = {
         note="the papers' settings (launch/configs/ as they are)"),
 }
 
-# Paper 1, Table 6: DeepConvNet at 28x28. (key, label, overrides, headline, paper figure).
+# Paper 1, Table 6: DeepConvNet at 28x28. (key, label, overrides, headline).
 TABLE6 = (
     ('paper_aug', 'paper protocol (duplicate, then split 80/20), augmentation on',
-     (('split_protocol', 'paper'),), True, '97.2'),
+     (('split_protocol', 'paper'),), True),
     ('paper_noaug', 'paper protocol, augmentation off',
-     (('split_protocol', 'paper'), ('augment', 'none')), False, ''),
+     (('split_protocol', 'paper'), ('augment', 'none')), False),
     ('lesion_duplication', "lesion protocol (split lesions 70/10/20), paper 1's duplication "
-     'of the train split', (('split_protocol', 'lesion'),), True, ''),
+     'of the train split', (('split_protocol', 'lesion'),), True),
     ('lesion_class_weights', 'lesion protocol, class-weighted loss instead of duplication',
-     (('split_protocol', 'lesion'), ('balance', 'class_weights')), False, ''),
+     (('split_protocol', 'lesion'), ('balance', 'class_weights')), False),
     ('lesion_none', 'lesion protocol, no class balancing',
-     (('split_protocol', 'lesion'), ('balance', 'none')), False, ''),
+     (('split_protocol', 'lesion'), ('balance', 'none')), False),
 )
 
 
@@ -152,8 +152,6 @@ TABLE_PAPER2 = (
     ('benign_malignant', 'ham10000', 'grouped'), ('benign6', 'ham10000', 'grouped'),
     ('malignant3', 'ham10000', 'grouped'),
 )
-# Paper 2's figures (test accuracy, %), Tables I-IV, by scenario.
-PAPER2_REPORTED = {'all9': '', 'benign_malignant': '', 'benign6': '', 'malignant3': ''}
 
 
 def paper2_key(scenario, start, protocol) -> str:
@@ -161,17 +159,17 @@ def paper2_key(scenario, start, protocol) -> str:
 
 
 def rows() -> list[Row]:
-  return [Row('table6', key, label, paper) for key, label, _, _, paper in TABLE6] + [
-      Row('table8', 'unet_ham10000', "U-Net on HAM10000's masks, lesion protocol", ''),
-      Row('fig17', 'lesion_crops', "DeepConvNet, lesion protocol, paper 1's duplication", ''),
+  return [Row('table6', key, label) for key, label, _, _ in TABLE6] + [
+      Row('table8', 'unet_ham10000', "U-Net on HAM10000's masks, lesion protocol"),
+      Row('fig17', 'lesion_crops', "DeepConvNet, lesion protocol, paper 1's duplication"),
       Row('fig17', 'trained_on_crops', 'the same, trained on lesion crops (cut by the '
-          'ground-truth masks)', '')
+          'ground-truth masks)')
   ] + [
       Row('paper2', paper2_key(*entry), f'{entry[0]}: {PAPER2_STARTS[entry[1]]}; '
-          f'{PAPER2_PROTOCOLS[entry[2]]}', PAPER2_REPORTED[entry[0]])
+          f'{PAPER2_PROTOCOLS[entry[2]]}')
       for entry in TABLE_PAPER2] + [
       Row('pretraining', f'b3_ham10000_{protocol}', 'B3 on HAM10000 (lesion protocol), '
-          f'leaving out the validation and test images of isic9/{config}', '')
+          f'leaving out the validation and test images of isic9/{config}')
       for protocol, config in (('grouped', 'all9'), ('paper', 'all9_paper'))]
 
 
@@ -185,7 +183,7 @@ def runs(scale: str) -> list[Run]:
   seeds of the headline rows (so that an interrupted plan has every row once first)."""
   settings = SETTINGS[scale]
   plan = []
-  for key, _, overrides, headline, _ in TABLE6:
+  for key, _, overrides, headline in TABLE6:
     for seed in settings.seeds if headline else settings.seeds[:1]:
       plan.append(Run(f'dcn_{key}_s{seed}', 'table6', key, 'deepconvnet_ham10000', HAM10000,
                       overrides + settings.classifier, seed))

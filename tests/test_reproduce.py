@@ -142,6 +142,20 @@ def test_a_run_interrupted_before_its_summary_is_continued_not_restarted(tiny):
   assert second['wall_s'] > first['wall_s']
 
 
+def test_a_run_interrupted_and_then_changed_is_started_again_clean(tiny):
+  root, results, _ = tiny
+  name = 'dcn_lesion_none_s0'
+  workdir = root / 'runs' / name
+  (root / 'runs' / 'summaries' / f'{name}.json').unlink()  # stopped before its summary...
+  record = workdir / 'reproduce_training.json'
+  record.write_text(json.dumps(json.loads(record.read_text()) + ['--config.other=1']))
+  # ... by a plan whose row trained something else: train.py would refuse that workdir.
+  again = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}', f'--only={name}')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert f'{name} (changed)' in again.stdout
+  assert 'resuming from step' not in (workdir / 'reproduce.log').read_text()
+
+
 def test_misuse_stops_in_one_line_and_writes_nothing(tiny, tmp_path):
   root, results, _ = tiny
   before = results.read_text()
