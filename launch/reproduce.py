@@ -272,6 +272,25 @@ def summarize(placed: Placed, places, command_lines, wall_s) -> dict:
   }
 
 
+def keep_new_figures(placed: Placed, places):
+  """Adds to a done run's summary the figures KEPT_FIGURES names that it lacks, where its
+  workdir's test report has them (a figure added to the list after the run finished)."""
+  path = os.path.join(places['summaries'], f'{placed.name}.json')
+  summary = load_summary(path)
+  kept = summary.get('figures', {})
+  try:
+    with open(os.path.join(workdir_lib.report_dir(os.path.join(places['workdir'], placed.name),
+                                                  'test'), 'report.json')) as file:
+      report = json.load(file)
+  except (OSError, ValueError):
+    return  # no workdir here (another checkout's summary): nothing to add
+  figures = keep_figures(placed.run, report, places['figures'], only=set(KEPT_FIGURES) - set(kept))
+  if figures:
+    summary['figures'] = {name: ({**kept, **figures})[name] for name in KEPT_FIGURES
+                          if name in kept or name in figures}
+    write_json(path, summary)
+
+
 def best_epoch(history, checkpoint_step) -> dict | None:
   """{'epoch', 'step', 'validation'} of the epoch the scored checkpoint ends."""
   for record in history:
@@ -281,13 +300,15 @@ def best_epoch(history, checkpoint_step) -> dict | None:
 
 
 # The report figures a summary keeps beside it (40-160 kB each), where the report has them.
-KEPT_FIGURES = ('confusion_matrix', 'training_curves', 'predictions', 'segmentation_overlays')
+KEPT_FIGURES = ('confusion_matrix', 'training_curves', 'predictions', 'gradcam',
+                'segmentation_overlays')
 
 
-def keep_figures(run, report: dict, folder: str) -> dict:
-  """Copies the test report's main figures to `folder` as <run>_<figure>.png; their paths."""
+def keep_figures(run, report: dict, folder: str, only=KEPT_FIGURES) -> dict:
+  """Copies the test report's main figures (those of `only`) to `folder` as
+  <run>_<figure>.png; their paths."""
   kept = {}
-  for name in KEPT_FIGURES:
+  for name in (name for name in KEPT_FIGURES if name in only):
     source = report.get('figures', {}).get(name)
     if source and os.path.exists(source):
       os.makedirs(folder, exist_ok=True)
@@ -434,6 +455,7 @@ def run_one(placed: Placed, places):
   workdir = os.path.join(places['workdir'], placed.name)
   if state == 'done':
     print(f'reproduce: {placed.name} done (its summary is kept)', flush=True)
+    keep_new_figures(placed, places)
     return
   if state == 'changed' and os.path.isdir(workdir) and not trains_the_same(placed, places):
     # Its row changed: the old checkpoints are another run's, which train.py would refuse.

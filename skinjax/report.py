@@ -8,6 +8,7 @@ with confidences, segmentation overlays and Grad-CAM overlays.
 import dataclasses
 import json
 import os
+import textwrap
 
 import matplotlib
 
@@ -42,7 +43,8 @@ def plot_confusion_matrix(confusion: np.ndarray, class_names, path: str, title: 
   for (i, j), count in np.ndenumerate(confusion):
     axis.text(j, i, str(count), ha='center', va='center',
               color='white' if shares[i, j] > 0.5 else 'black', fontsize=8)
-  axis.set_title(title)
+  # Wrapped to the figure's width: a 2-class matrix is narrower than a long dataset name.
+  axis.set_title(textwrap.fill(title, width=int(8 * (size + 1))))
   return _save(figure, path)
 
 
@@ -89,13 +91,17 @@ def plot_prediction_grid(images, labels, probabilities, class_names, path: str, 
   for axis in axes.ravel():
     axis.axis('off')
   for axis, index in zip(axes.ravel(), chosen):
-    predicted = int(np.argmax(probabilities[index]))
     axis.imshow(images[index], interpolation='nearest')
-    right = predicted == int(labels[index])
-    axis.set_title(f'{class_names[predicted]} {probabilities[index][predicted]:.2f}\n'
-                   f'true: {class_names[int(labels[index])]}', fontsize=9,
-                   color='tab:green' if right else 'tab:red')
+    _title_prediction(axis, int(labels[index]), probabilities[index], class_names)
   return _save(figure, path)
+
+
+def _title_prediction(axis, label: int, probabilities, class_names):
+  """'predicted probability' over 'true: class', green where right, red where wrong."""
+  predicted = int(np.argmax(probabilities))
+  axis.set_title(f'{class_names[predicted]} {probabilities[predicted]:.2f}\n'
+                 f'true: {class_names[label]}', fontsize=9,
+                 color='tab:green' if predicted == label else 'tab:red')
 
 
 def plot_segmentation_overlays(images, true_masks, predicted_masks, path: str, count=8):
@@ -118,18 +124,20 @@ def plot_segmentation_overlays(images, true_masks, predicted_masks, path: str, c
   return _save(figure, path)
 
 
-def plot_gradcam_overlays(images, heatmaps, titles, path: str):
-  """Images with their Grad-CAM heatmaps (jet, half transparent)."""
+def plot_gradcam_overlays(images, heatmaps, labels, probabilities, class_names, path: str):
+  """Images with the Grad-CAM heatmap of their predicted class (jet, half transparent),
+  titled as the prediction grid is."""
   count = len(images)
   columns = min(4, count)
   rows = -(-count // columns)
-  figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+  figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.5 * rows), squeeze=False)
   for axis in axes.ravel():
     axis.axis('off')
-  for axis, image, heatmap, title in zip(axes.ravel(), images, heatmaps, titles):
+  for axis, image, heatmap, label, probability in zip(axes.ravel(), images, heatmaps, labels,
+                                                      probabilities):
     axis.imshow(image)
     axis.imshow(heatmap, cmap='jet', alpha=0.45, vmin=0, vmax=1)
-    axis.set_title(title, fontsize=9)
+    _title_prediction(axis, int(label), probability, class_names)
   return _save(figure, path)
 
 
@@ -142,7 +150,8 @@ class ReportData:
   outputs: the task's per-example outputs (skinjax.train.tasks): 'predicted' and
     'probabilities' for a classifier, 'mask' for a segmenter.
   history: the run's epoch records (metrics.jsonl), for the training curves.
-  gradcam: (uint8 images, heatmaps float32[n, S, S], titles) or None.
+  gradcam: (uint8 images, heatmaps float32[n, S, S] of the predicted class, their labels,
+    their probabilities) or None.
   """
 
   task: str
@@ -193,7 +202,7 @@ def write_report(directory: str, data: ReportData) -> dict:
         data.images, data.masks, data.outputs['mask'],
         os.path.join(directory, 'segmentation_overlays.png'))
   if data.gradcam is not None and drawable:
-    figures['gradcam'] = plot_gradcam_overlays(*data.gradcam,
+    figures['gradcam'] = plot_gradcam_overlays(*data.gradcam, class_names,
                                                os.path.join(directory, 'gradcam.png'))
   temporary = os.path.join(directory, 'report.json.tmp')
   with open(temporary, 'w') as file:

@@ -69,6 +69,8 @@ def test_every_planned_run_leaves_a_summary_with_its_reports_scores(tiny):
     assert summary['commands'][0].startswith('python launch/train.py ')
     for figure in summary['figures'].values():
       assert Path(REPO / figure if not os.path.isabs(figure) else figure).stat().st_size > 5000
+  for name in ('dcn_paper_aug_s0', 'dcn_lesion_none_s0'):  # classifiers keep their Grad-CAM
+    assert 'gradcam' in found[name]['figures'], found[name]['figures']
   unet = found['unet_ham10000_s0']['scores']
   assert set(unet) == {'test', 'ph2-all'}
   assert unet['ph2-all']['examples'] == json.loads(
@@ -124,6 +126,23 @@ def test_a_rerun_trains_nothing_and_writes_the_same_tables(tiny):
   assert again.returncode == 0, again.stderr[-2000:]
   assert 'launch/train.py' not in again.stderr  # no launcher ran
   assert again.stdout.count('done (its summary is kept)') == len(paper1_runs())
+  assert results.read_text() == before
+
+
+def test_a_done_run_gains_a_figure_kept_since_without_training_again(tiny):
+  root, results, _ = tiny
+  before = results.read_text()
+  path = root / 'runs' / 'summaries' / 'dcn_lesion_none_s0.json'
+  summary = json.loads(path.read_text())
+  figure = Path(summary['figures'].pop('gradcam'))
+  figure.unlink()  # as a summary written before Grad-CAM figures were kept
+  path.write_text(json.dumps(summary))
+  again = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}',
+                    '--only=dcn_lesion_none_s0')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert 'launch/train.py' not in again.stderr
+  assert json.loads(path.read_text())['figures']['gradcam'] == str(figure)
+  assert figure.stat().st_size > 5000
   assert results.read_text() == before
 
 

@@ -162,14 +162,11 @@ def gradcam_samples(run: RestoredRun, arrays, probabilities: np.ndarray, *,
   split), so the figure shows what the model looks at when it fails too.
 
   probabilities: float32[N, classes] of the split, from the evaluation pass. Returns
-  (uint8 images, heatmaps float32[n, S, S] in [0, 1], titles 'true -> predicted (p)').
+  (uint8 images, heatmaps float32[n, S, S] in [0, 1], their labels, their probabilities).
   """
   indices = sample_right_and_wrong(np.asarray(arrays.labels),
                                    np.asarray(probabilities).argmax(axis=-1), count)
   images = np.asarray(arrays.images[indices])
   inputs = build.preprocess(run.spec)({'image': images}, None, None, train=False)['image']
   heatmaps, _ = jax.device_get(gradcam(run.model, run.variables, inputs))
-  names = run.class_names
-  titles = [f'{names[label]} -> {names[p.argmax()]} ({p.max():.2f})'
-            for label, p in zip(arrays.labels[indices], probabilities[indices])]
-  return images, heatmaps, titles
+  return images, heatmaps, np.asarray(arrays.labels)[indices], np.asarray(probabilities)[indices]
