@@ -64,6 +64,12 @@ BENCH_MODELS = {
     'efficientnetv2_b3_skin': BenchModel('classification', 9, 300, 'PAPER2_CLASSIFICATION',
                                          scale_inputs=False, keras='efficientnetv2_b3_skin',
                                          timm='tf_efficientnetv2_b3'),
+    # The comparison networks under paper 2's head (issue 16), at Keras' default size.
+    'resnet50_skin': BenchModel('classification', 9, 224, 'PAPER2_CLASSIFICATION',
+                                scale_inputs=False, keras='resnet50_skin', timm='resnet50'),
+    'resnet50v2_skin': BenchModel('classification', 9, 224, 'PAPER2_CLASSIFICATION',
+                                  scale_inputs=False, keras='resnet50v2_skin',
+                                  timm='resnetv2_50'),
     # For tests: timm's own test-sized EfficientNet stands in for the tiny one.
     'efficientnetv2_tiny_skin': BenchModel('classification', 9, 32, 'PAPER2_CLASSIFICATION',
                                            scale_inputs=False,
@@ -100,6 +106,8 @@ def _cpu_preset():
       RowConfig('unet_small', 224, 2, ('train',)),
       RowConfig(b3, 224, 8, ('train',)),
       RowConfig(b3, 300, 8, ('train',)),
+      RowConfig('resnet50_skin', 224, 8, ('train',)),
+      RowConfig('resnet50v2_skin', 224, 8, ('train',)),
   ]
   return ([dataclasses.replace(row, xla_flags=CPU_XLA_FLAGS) for row in rows]
           + [RowConfig(b3, 224, 8, ('train',))])

@@ -1,7 +1,8 @@
-r"""Convert a Keras EfficientNetV2 B0..B3 weights file into an orbax checkpoint.
+r"""Convert a Keras applications weights file (EfficientNetV2 B0..B3, ResNet50, ResNet50V2)
+into an orbax checkpoint.
 
   python launch/convert_weights.py --keras_weights=efficientnetv2-b3_notop.h5 \
-      --variant=b3 --include_top=false --output=runs/weights/efficientnetv2_b3_notop
+      --model=efficientnetv2_b3 --include_top=false --output=runs/weights/efficientnetv2_b3_notop
 
 Reads .keras, .weights.h5 and legacy .h5 files (the ImageNet files Keras downloads are
 legacy .h5). The output directory holds the variables and the config a later
@@ -12,12 +13,24 @@ import os
 
 from absl import app, flags, logging
 
+import common_flags
 import jax_startup
-from skinjax.convert import keras_efficientnet_v2 as converter
+from skinjax.convert import keras_applications, keras_efficientnet_v2
+
+# The registry name of the file's network -> its converter.
+CONVERTERS = {
+    **{keras_efficientnet_v2.model_name(variant):
+       lambda path, top, skip, variant=variant: keras_efficientnet_v2.convert(
+           path, variant, top, skip_unexpected=skip)
+       for variant in keras_efficientnet_v2.VARIANTS},
+    **{model: lambda path, top, skip, model=model: keras_applications.convert(
+        path, model, top, skip_unexpected=skip) for model in keras_applications.FAMILIES},
+}
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('keras_weights', None, 'Keras .keras, .weights.h5 or .h5 file.')
-flags.DEFINE_enum('variant', 'b3', converter.VARIANTS, 'EfficientNetV2 variant of the file.')
+flags.DEFINE_enum('model', 'efficientnetv2_b3', list(CONVERTERS),
+                  "The file's network, by its skinjax registry name.")
 flags.DEFINE_bool('include_top', True, 'Convert the 1000-class `predictions` top too.')
 flags.DEFINE_bool('skip_unexpected', False,
                   'Leave out layers the model lacks (e.g. a top with --include_top=false) '
@@ -33,9 +46,12 @@ def main(argv):
   if os.path.exists(FLAGS.output) and os.listdir(FLAGS.output):
     raise app.UsageError(f'--output: {FLAGS.output} exists and is not empty')
   jax_startup.start()
-  variables, config = converter.convert(FLAGS.keras_weights, FLAGS.variant, FLAGS.include_top,
-                                        skip_unexpected=FLAGS.skip_unexpected)
-  converter.save_converted(FLAGS.output, variables, config)
+  try:
+    variables, config = CONVERTERS[FLAGS.model](FLAGS.keras_weights, FLAGS.include_top,
+                                                FLAGS.skip_unexpected)
+  except (keras_efficientnet_v2.ConversionError, OSError) as error:
+    common_flags.fail(str(error))
+  keras_efficientnet_v2.save_converted(FLAGS.output, variables, config)
   report = config['report']
   logging.info('converted %d layers (%d arrays) of %s into %s', report['converted_layers'],
                report['converted_arrays'], config['model'], FLAGS.output)

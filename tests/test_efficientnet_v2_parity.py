@@ -139,7 +139,7 @@ def test_the_launcher_writes_a_checkpoint_that_loads_as_the_conversion(keras_b3_
   output = tmp_path / 'converted'
   result = subprocess.run(
       [sys.executable, os.path.join(REPO, 'launch', 'convert_weights.py'),
-       f'--keras_weights={paths[".h5"]}', '--variant=b3', f'--output={output}'],
+       f'--keras_weights={paths[".h5"]}', '--model=efficientnetv2_b3', f'--output={output}'],
       capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'efficientnetv2_b3: 538 arrays' in result.stdout

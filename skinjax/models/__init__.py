@@ -14,6 +14,7 @@ from skinjax.models.efficientnet_v2 import (EfficientNetV2, EfficientNetV2B0, Ef
                                             EfficientNetV2B2, EfficientNetV2B3,
                                             EfficientNetV2Tiny)
 from skinjax.models.heads import Classifier, SkinHead
+from skinjax.models.resnet import ResNet, ResNet50, ResNet50V2, ResNetTiny, ResNetV2Tiny
 from skinjax.models.unet import UNet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -33,7 +34,23 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     # Paper 2: EfficientNetV2-B3 under its custom head, 9 ISIC classes by default.
     'efficientnetv2_b3_skin': partial(Classifier, backbone=EfficientNetV2B3),
     'efficientnetv2_tiny_skin': partial(Classifier, backbone=EfficientNetV2Tiny),
+    # The papers' comparison networks, as keras.applications builds them (1000 classes
+    # with a top; num_classes=None: headless; Keras' preprocess_input as an option).
+    'resnet50': ResNet50,
+    'resnet50v2': ResNet50V2,
+    # For tests: one or two blocks per stage.
+    'resnet_tiny': ResNetTiny,
+    'resnetv2_tiny': ResNetV2Tiny,
+    # Under paper 2's head, trained as its B3 is; pixels in [0, 255], preprocessed inside.
+    'resnet50_skin': partial(Classifier, backbone=partial(ResNet50, include_preprocessing=True)),
+    'resnet50v2_skin': partial(Classifier,
+                               backbone=partial(ResNet50V2, include_preprocessing=True)),
+    'resnet_tiny_skin': partial(Classifier,
+                                backbone=partial(ResNetTiny, include_preprocessing=True)),
 }
+
+# Keras' smallest input for each family (keras.applications refuses less).
+MIN_INPUT_SIZES = {ResNet: 32}
 
 
 def task_of(name: str) -> str:
@@ -50,6 +67,11 @@ def input_size_problem(model: nn.Module, size: int) -> str | None:
   # Four VALID 2x2 pools: 28 -> 14 -> 7 -> 3 -> 1; below 16 the last map is empty.
   if isinstance(model, DeepConvNet) and size < 16:
     return 'at least 16 (four 2x2 poolings)'
+  backbone = model.backbone if isinstance(model, Classifier) else type(model)
+  backbone = getattr(backbone, 'func', backbone)  # a partial's module
+  smallest = MIN_INPUT_SIZES.get(backbone)
+  if smallest is not None and size < smallest:
+    return f'at least {smallest} (as keras.applications builds {backbone.__name__})'
   return None
 
 
@@ -62,4 +84,4 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 __all__ = ['MODELS', 'create_model', 'input_size_problem', 'task_of', 'Classifier', 'DeepConvNet', 'EfficientNetV2',
            'EfficientNetV2B0', 'EfficientNetV2B1', 'EfficientNetV2B2', 'EfficientNetV2B3',
-           'SkinHead', 'UNet']
+           'ResNet', 'ResNet50', 'ResNet50V2', 'SkinHead', 'UNet']
