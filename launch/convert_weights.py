@@ -49,8 +49,10 @@ def main(argv):
   try:
     variables, config = CONVERTERS[FLAGS.model](FLAGS.keras_weights, FLAGS.include_top,
                                                 FLAGS.skip_unexpected)
-  except (keras_efficientnet_v2.ConversionError, OSError) as error:
+  except keras_efficientnet_v2.ConversionError as error:
     common_flags.fail(str(error))
+  except OSError as error:  # e.g. a truncated HDF5 file
+    common_flags.fail(f'--keras_weights={FLAGS.keras_weights}: cannot be read ({error})')
   keras_efficientnet_v2.save_converted(FLAGS.output, variables, config)
   report = config['report']
   logging.info('converted %d layers (%d arrays) of %s into %s', report['converted_layers'],

@@ -286,8 +286,8 @@ def keep_new_figures(placed: Placed, places):
     return  # no workdir here (another checkout's summary): nothing to add
   figures = keep_figures(placed.run, report, places['figures'], only=set(KEPT_FIGURES) - set(kept))
   if figures:
-    summary['figures'] = {name: ({**kept, **figures})[name] for name in KEPT_FIGURES
-                          if name in kept or name in figures}
+    merged = {**kept, **figures}
+    summary['figures'] = {name: merged[name] for name in KEPT_FIGURES if name in merged}
     write_json(path, summary)
 
 

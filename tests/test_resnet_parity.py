@@ -218,3 +218,20 @@ def test_the_benchmark_keras_baseline_is_the_same_network(name):
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0),
                                              np.zeros((1, 64, 64, 3), np.float32)))
   assert parameter_count(shapes) == keras_models.build(name, 64).count_params()
+
+
+def test_the_launcher_names_a_truncated_file_in_one_line_and_writes_nothing(directory,
+                                                                            tmp_path):
+  import subprocess
+  import sys
+  paths, _, _ = keras_files('resnet50', 64, directory)
+  broken = tmp_path / 'broken.weights.h5'
+  broken.write_bytes(open(paths['.weights.h5'], 'rb').read()[:300_000])
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run([sys.executable, os.path.join(repo, 'launch', 'convert_weights.py'),
+                           f'--keras_weights={broken}', '--model=resnet50',
+                           f'--output={tmp_path / "out"}'], capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 2
+  assert f'error: --keras_weights={broken}: cannot be read (' in result.stderr
+  assert not (tmp_path / 'out').exists()

@@ -10,12 +10,9 @@ refused: their order is Keras' graph order, not recoverable from the Flax model.
 
 import re
 
-import flax.linen as nn
-from flax import traverse_util
-
-from skinjax.convert.keras_efficientnet_v2 import (BATCH_NORM_VARIABLES, ConversionError,
-                                                    abstract_variables, map_keras_weights,
-                                                    read_keras_weights)
+from skinjax.convert import keras_efficientnet_v2
+from skinjax.convert.keras_efficientnet_v2 import (ConversionError, abstract_variables,
+                                                    map_keras_weights, read_keras_weights)
 from skinjax.models import create_model
 
 # Registry name -> Keras' model, and its default input size.
@@ -27,39 +24,10 @@ FAMILIES = {
 __all__ = ['FAMILIES', 'ConversionError', 'convert', 'expected_layers']
 
 
-def creation_order(model, image_size: int = 32) -> tuple[list[tuple[str, ...]], dict]:
-  """The paths of the model's modules in the order its code calls them, which is the order
-  Keras creates the layers of the same names, and the variables' shapes. (`jax.eval_shape`
-  returns dicts sorted by key, so the order is recorded apart.)"""
-  order = []
-
-  def record(call, args, kwargs, context):
-    if context.method_name == '__call__' and context.module.path not in order:
-      order.append(context.module.path)
-    return call(*args, **kwargs)
-  with nn.intercept_methods(record):
-    variables = abstract_variables(model, image_size)
-  return order, variables
-
-
-def expected_layers(model, image_size: int = 32) -> dict[str, list[tuple[tuple, str, tuple]]]:
-  """{Keras layer name: [(Flax path, Keras variable name, shape), ...]}, in creation order."""
-  order, variables = creation_order(model, image_size)
-  modules = {}
-  for collection in ('params', 'batch_stats'):
-    for path, leaf in traverse_util.flatten_dict(variables.get(collection, {})).items():
-      modules.setdefault(path[:-1], {})[(collection, path[-1])] = leaf.shape
-  layers = {}
-  for module in (path for path in order if path in modules):
-    leaves = modules[module]
-    if ('batch_stats', 'mean') in leaves:
-      names = BATCH_NORM_VARIABLES
-    else:
-      names = [(key, key[1]) for key in (('params', 'kernel'), ('params', 'bias'))
-               if key in leaves]
-    layers['_'.join(module)] = [((key[0],) + module + (key[1],), keras, leaves[key])
-                                for key, keras in names]
-  return layers
+def expected_layers(model) -> dict[str, list[tuple[tuple, str, tuple]]]:
+  """{Keras layer name: [(Flax path, Keras variable name, shape), ...]}: a module's path is
+  its Keras name, so no order or name table is needed."""
+  return keras_efficientnet_v2.expected_layers(abstract_variables(model), order=None)
 
 
 # How Keras 3 keys a weight group in a file that does not name its layers.

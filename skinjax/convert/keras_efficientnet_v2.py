@@ -135,8 +135,10 @@ def _sort_key(keras_name: str):
           'predictions': (3, 0)}[head]
 
 
-def expected_layers(abstract_variables) -> dict[str, list[tuple[tuple, str, tuple]]]:
-  """{Keras layer name: [(Flax path, Keras variable name, shape), ...]}, in network order.
+def expected_layers(abstract_variables, order=lambda module: _sort_key('/'.join(module))
+                    ) -> dict[str, list[tuple[tuple, str, tuple]]]:
+  """{Keras layer name: [(Flax path, Keras variable name, shape), ...]}, sorted by `order`
+  of the module path (default: EfficientNetV2's network order; None: the paths' order).
 
   abstract_variables: the model's {'params', 'batch_stats'} (shapes suffice).
   """
@@ -145,7 +147,7 @@ def expected_layers(abstract_variables) -> dict[str, list[tuple[tuple, str, tupl
   for path, leaf in flat.items():
     modules.setdefault(path[1:-1], {})[(path[0], path[-1])] = leaf.shape
   layers = {}
-  for module in sorted(modules, key=lambda m: _sort_key('/'.join(m))):
+  for module in (sorted(modules, key=order) if order else modules):
     leaves = modules[module]
     if ('batch_stats', 'mean') in leaves:
       order = BATCH_NORM_VARIABLES
