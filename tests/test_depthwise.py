@@ -9,12 +9,18 @@ from skinjax.models import create_model, depthwise
 from skinjax.train.state import init_variables
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
-CASES = [  # (x shape, kernel size, stride): odd and even sides, both strides, k 3 and 5
-    ((2, 9, 9, 8), 3, 1),
-    ((2, 10, 12, 8), 3, 2),
-    ((2, 9, 7, 8), 3, 2),
-    ((1, 11, 11, 4), 5, 1),
-    ((1, 12, 12, 4), 5, 2),
+# (x shape, kernel size, stride, padding): odd and even sides, both strides, k 3 and 5;
+# 'VALID' as Keras' ZeroPadding2D + 'valid' layers use it (strided ones leaving a row unread).
+CASES = [
+    ((2, 9, 9, 8), 3, 1, 'SAME'),
+    ((2, 10, 12, 8), 3, 2, 'SAME'),
+    ((2, 9, 7, 8), 3, 2, 'SAME'),
+    ((1, 11, 11, 4), 5, 1, 'SAME'),
+    ((1, 12, 12, 4), 5, 2, 'SAME'),
+    ((2, 9, 9, 8), 3, 1, 'VALID'),
+    ((2, 11, 13, 8), 3, 2, 'VALID'),
+    ((2, 10, 8, 8), 3, 2, 'VALID'),
+    ((1, 12, 13, 4), 5, 2, 'VALID'),
 ]
 # 'auto' lowers to 'shifted' here (tested below), so it needs no cases of its own.
 IMPLEMENTATIONS = ['shifted', 'shifted_autodiff']
@@ -27,29 +33,34 @@ def _inputs(shape, kernel_size):
   return x, kernel
 
 
+def _output_side(size, kernel_size, stride, padding):
+  return -(-size // stride) if padding == 'SAME' else (size - kernel_size) // stride + 1
+
+
 @pytest.mark.parametrize('name', IMPLEMENTATIONS)
-@pytest.mark.parametrize('shape, kernel_size, stride', CASES)
-def test_forward_matches_the_grouped_convolution(name, shape, kernel_size, stride):
+@pytest.mark.parametrize('shape, kernel_size, stride, padding', CASES)
+def test_forward_matches_the_grouped_convolution(name, shape, kernel_size, stride, padding):
   x, kernel = _inputs(shape, kernel_size)
-  want = depthwise.depthwise_conv(x, kernel, stride, implementation='conv')
-  got = jax.jit(lambda x, k: depthwise.depthwise_conv(x, k, stride, implementation=name))(
-      x, kernel)
-  assert got.shape == want.shape == (shape[0], -(-shape[1] // stride),
-                                     -(-shape[2] // stride), shape[3])
+  want = depthwise.depthwise_conv(x, kernel, stride, implementation='conv', padding=padding)
+  got = jax.jit(lambda x, k: depthwise.depthwise_conv(x, k, stride, implementation=name,
+                                                      padding=padding))(x, kernel)
+  assert got.shape == want.shape == (shape[0], _output_side(shape[1], kernel_size, stride, padding),
+                                     _output_side(shape[2], kernel_size, stride, padding),
+                                     shape[3])
   np.testing.assert_allclose(got, want, **TOLERANCE)
 
 
 @pytest.mark.parametrize('name', IMPLEMENTATIONS)
-@pytest.mark.parametrize('shape, kernel_size, stride', CASES)
-def test_gradients_match_the_grouped_convolution(name, shape, kernel_size, stride):
+@pytest.mark.parametrize('shape, kernel_size, stride, padding', CASES)
+def test_gradients_match_the_grouped_convolution(name, shape, kernel_size, stride, padding):
   x, kernel = _inputs(shape, kernel_size)
   cotangent = jnp.asarray(np.random.default_rng(1).normal(
-      size=depthwise.conv(x, kernel, stride).shape), jnp.float32)
+      size=depthwise.conv(x, kernel, stride, padding).shape), jnp.float32)
 
   def grads(implementation):
     def loss(x, k):
-      return jnp.sum(depthwise.depthwise_conv(x, k, stride, implementation=implementation)
-                     * cotangent)
+      return jnp.sum(depthwise.depthwise_conv(x, k, stride, implementation=implementation,
+                                              padding=padding) * cotangent)
     return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, kernel)
 
   for got, want in zip(grads(name), grads('conv')):
@@ -112,3 +123,9 @@ def test_efficientnet_gives_the_same_logits_and_gradients_with_every_implementat
   np.testing.assert_allclose(got_logits, want_logits, **TOLERANCE)
   for got, want in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
+
+
+def test_unknown_padding_is_named_in_the_error():
+  x, kernel = _inputs((1, 8, 8, 4), 3)
+  with pytest.raises(ValueError, match="padding must be 'SAME' or 'VALID', got 'same'"):
+    depthwise.depthwise_conv(x, kernel, 1, padding='same')

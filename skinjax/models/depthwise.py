@@ -1,4 +1,5 @@
-"""Depthwise convolution (Keras DepthwiseConv2D, depth multiplier 1, 'SAME'), per backend.
+"""Depthwise convolution (Keras DepthwiseConv2D, depth multiplier 1, 'SAME' or 'VALID'), per
+backend.
 
 XLA:CPU runs a grouped convolution (`feature_group_count=C`) as a slow generic loop; the
 sums of shifted multiplies below are what it runs fast (benchmarks/depthwise.py times
@@ -55,12 +56,22 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
   return total // 2, total - total // 2, out
 
 
-def conv(x, kernel, strides: int):
+def padding_of(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int, int]:
+  """(pad before, pad after, output size) of `padding` ('SAME' or 'VALID') along one axis."""
+  if padding == 'SAME':
+    return same_padding(size, kernel, stride)
+  if padding == 'VALID':  # Keras' ZeroPadding2D + 'valid' layers pad outside, beforehand
+    return 0, 0, (size - kernel) // stride + 1
+  raise ValueError(f"depthwise padding must be 'SAME' or 'VALID', got {padding!r}")
+
+
+def conv(x, kernel, strides: int, padding: str = 'SAME'):
   """Grouped convolution. x: [B, H, W, C]; kernel: [kh, kw, C, 1]."""
   kh, kw, channels, _ = kernel.shape
+  padding_of(1, 1, 1, padding)  # checks the name
   return lax.conv_general_dilated(
       x, kernel.reshape(kh, kw, 1, channels), window_strides=(strides, strides),
-      padding='SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      padding=padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
       feature_group_count=channels)
 
 
@@ -89,43 +100,44 @@ def _shifted_sum(padded, taps, stride: int, out_h: int, out_w: int, dtype):
   return total.astype(dtype)
 
 
-def _pad_same(x, kh: int, kw: int, stride: int):
-  top, bottom, out_h = same_padding(x.shape[1], kh, stride)
-  left, right, out_w = same_padding(x.shape[2], kw, stride)
+def _pad(x, kh: int, kw: int, stride: int, padding: str):
+  top, bottom, out_h = padding_of(x.shape[1], kh, stride, padding)
+  left, right, out_w = padding_of(x.shape[2], kw, stride, padding)
   return jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))), out_h, out_w
 
 
-def shifted_autodiff(x, kernel, strides: int):
+def shifted_autodiff(x, kernel, strides: int, padding: str = 'SAME'):
   """Sum of shifted multiplies, gradient by JAX. x: [B, H, W, C]; kernel: [kh, kw, C, 1]."""
   kh, kw = kernel.shape[:2]
-  padded, out_h, out_w = _pad_same(x, kh, kw, strides)
+  padded, out_h, out_w = _pad(x, kh, kw, strides, padding)
   return _shifted_sum(padded, kernel[..., 0], strides, out_h, out_w, x.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def shifted(x, kernel, strides: int):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def shifted(x, kernel, strides: int, padding: str = 'SAME'):
   """Sum of shifted multiplies with a hand-written gradient (see the module docstring)."""
-  return shifted_autodiff(x, kernel, strides)
+  return shifted_autodiff(x, kernel, strides, padding)
 
 
-def _shifted_fwd(x, kernel, strides):
+def _shifted_fwd(x, kernel, strides, padding):
   # Residuals are the inputs themselves: re-padding in the backward pass is cheaper than
   # keeping a padded copy alive.
-  return shifted_autodiff(x, kernel, strides), (x, kernel)
+  return shifted_autodiff(x, kernel, strides, padding), (x, kernel)
 
 
-def _shifted_bwd(strides, residuals, grad):
+def _shifted_bwd(strides, padding, residuals, grad):
   x, kernel = residuals
   kh, kw = kernel.shape[:2]
   height, width = x.shape[1:3]
-  top, bottom, out_h = same_padding(height, kh, strides)
-  left, right, out_w = same_padding(width, kw, strides)
+  top, bottom, out_h = padding_of(height, kh, strides, padding)
+  left, right, out_w = padding_of(width, kw, strides, padding)
   padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
   taps = kernel[..., 0].astype(jnp.float32)
   grad32 = grad.astype(jnp.float32)
   if strides == 1:
     # d/dx: the output gradient, padded so every input pixel sees the outputs it fed,
-    # correlated with the flipped kernel (the forward's own fused loop).
+    # correlated with the flipped kernel (the forward's own fused loop). With 'VALID', the
+    # gradient is padded by kh - 1 each side (a full correlation).
     around = lax.pad(grad32, jnp.float32(0), ((0, 0, 0), (kh - 1 - top, kh - 1 - bottom, 0),
                                               (kw - 1 - left, kw - 1 - right, 0), (0, 0, 0)))
     dx = _shifted_sum(around, taps[::-1, ::-1], 1, height, width, x.dtype)
@@ -161,8 +173,11 @@ def auto_implementation(platform: str) -> str:
   return 'shifted' if platform == 'cpu' else 'conv'
 
 
-def depthwise_conv(x, kernel, strides: int, implementation: str | None = None):
-  """Keras DepthwiseConv2D with depth multiplier 1, 'SAME' padding, no bias.
+def depthwise_conv(x, kernel, strides: int, implementation: str | None = None,
+                   padding: str = 'SAME'):
+  """Keras DepthwiseConv2D with depth multiplier 1, no bias, padding 'SAME' (TensorFlow's:
+  the extra row after) or 'VALID' (for Keras' ZeroPadding2D + 'valid' layers: MobileNet's
+  strided ones, MobileNetV2's and EfficientNet's `correct_pad`).
 
   x: [B, H, W, C]; kernel: [kh, kw, C, 1] (Keras' layout). Returns [B, H', W', C] in
   x's dtype. implementation: one of IMPLEMENTATIONS; None takes the one set by
@@ -170,9 +185,10 @@ def depthwise_conv(x, kernel, strides: int, implementation: str | None = None):
   """
   name = implementation or _override.get() or 'auto'
   _check(name)
+  padding_of(1, 1, 1, padding)  # checks the name before any tracing
   functions = {'conv': conv, 'shifted': shifted, 'shifted_autodiff': shifted_autodiff}
   if name == 'auto':
     on_cpu = functions[auto_implementation('cpu')]
-    return lax.platform_dependent(x, kernel, cpu=lambda x, k: on_cpu(x, k, strides),
-                                  default=lambda x, k: conv(x, k, strides))
-  return functions[name](x, kernel, strides)
+    return lax.platform_dependent(x, kernel, cpu=lambda x, k: on_cpu(x, k, strides, padding),
+                                  default=lambda x, k: conv(x, k, strides, padding))
+  return functions[name](x, kernel, strides, padding)
