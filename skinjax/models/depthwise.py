@@ -24,6 +24,9 @@ import contextlib
 import contextvars
 import functools
 
+from typing import Any, Callable
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -192,3 +195,23 @@ def depthwise_conv(x, kernel, strides: int, implementation: str | None = None,
     return lax.platform_dependent(x, kernel, cpu=lambda x, k: on_cpu(x, k, strides, padding),
                                   default=lambda x, k: conv(x, k, strides, padding))
   return functions[name](x, kernel, strides, padding)
+
+
+class DepthwiseConv(nn.Module):
+  """Keras DepthwiseConv2D (depth multiplier 1, no bias); param `kernel` [k, k, C, 1] as Keras
+  stores it. kernel_init: Keras' default, Glorot-uniform (its [k, k, C, 1] shape gives
+  fan_in = k * k * C, fan_out = k * k, as Keras computes them); padding 'SAME' or 'VALID'."""
+
+  kernel_size: int
+  strides: int = 1
+  padding: str = 'SAME'
+  kernel_init: Callable[..., Any] = nn.initializers.glorot_uniform()
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', self.kernel_init,
+                        (self.kernel_size, self.kernel_size, x.shape[-1], 1), self.param_dtype)
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+    return depthwise_conv(x, kernel, self.strides, padding=self.padding)

@@ -31,14 +31,14 @@ import dataclasses
 import math
 import re
 from functools import partial
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 from jax import lax
 
-from skinjax.models import depthwise
+from skinjax.models.backbone_features import BackboneFeatures
+from skinjax.models.depthwise import DepthwiseConv as KerasDepthwiseConv
 from skinjax.models.dropout import ExampleDropout
 from skinjax.models.gradcam_map import mark_gradcam_map
 
@@ -49,6 +49,10 @@ dense_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_out', 'unif
 # Keras' B-variant preprocessing: ImageNet mean and variance (Normalization layer).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_VARIANCE = (0.229**2, 0.224**2, 0.225**2)
+
+
+# EfficientNetV2's depthwise layers initialise as its other convolutions (fan_out).
+DepthwiseConv = partial(KerasDepthwiseConv, kernel_init=conv_kernel_init)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,47 +152,6 @@ def frozen_layers(layer_names: Iterable[str], trainable_blocks: int | None) -> s
                   key=lambda n: (int(_BLOCK_NAME.match(n)[1]), _BLOCK_NAME.match(n)[2]))
   frozen_blocks = blocks[:max(len(blocks) - trainable_blocks, 0)]
   return {n for n in names if n.startswith('stem_')} | set(frozen_blocks)
-
-
-class BackboneFeatures(NamedTuple):
-  """What `return_features=True` adds.
-
-  pyramid: the last map at each stride 2, 4, 8, 16, 32 (compute dtype, NHWC); the stride-32
-    level is the top activation, which Keras' include_top=False model outputs.
-  last_conv: the top activation, compute dtype [B, H/32, W/32, top filters] (Grad-CAM's map).
-  pooled: float32[B, top filters], its global average (Keras `avg_pool`).
-  """
-
-  pyramid: tuple[jax.Array, ...]
-  last_conv: jax.Array
-  pooled: jax.Array
-
-
-def depthwise_conv(x, kernel, strides: int):
-  """Keras DepthwiseConv2D with depth multiplier 1, 'SAME' padding, no bias.
-
-  x: [B, H, W, C]; kernel: [kh, kw, C, 1] (Keras' layout).
-  """
-  # The one place a depthwise convolution is computed; XLA:CPU runs the grouped
-  # convolution slowly, so skinjax.models.depthwise picks an implementation per backend.
-  return depthwise.depthwise_conv(x, kernel, strides)
-
-
-class DepthwiseConv(nn.Module):
-  """Keras DepthwiseConv2D (depth multiplier 1, no bias); param `kernel` [k, k, C, 1]."""
-
-  kernel_size: int
-  strides: int = 1
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    # Keras' shape [k, k, C, 1] makes fan_out = k * k, as Keras initialises it.
-    kernel = self.param('kernel', conv_kernel_init,
-                        (self.kernel_size, self.kernel_size, x.shape[-1], 1), self.param_dtype)
-    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-    return depthwise_conv(x, kernel, self.strides)
 
 
 @dataclasses.dataclass(frozen=True)

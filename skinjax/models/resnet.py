@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from skinjax.models.deepconvnet import keras_kernel_init
-from skinjax.models.efficientnet_v2 import BackboneFeatures
+from skinjax.models.backbone_features import BackboneFeatures
 from skinjax.models.gradcam_map import mark_gradcam_map
 
 BN_EPSILON = 1.001e-5
