@@ -31,7 +31,8 @@ def expected_layers(model) -> dict[str, list[tuple[tuple, str, tuple]]]:
 
 
 # How Keras 3 keys a weight group in a file that does not name its layers.
-_UNNAMED_GROUP = re.compile(r'^(conv2d|batch_normalization|dense|depthwise_conv2d)(_\d+)?$')
+_UNNAMED_GROUP = re.compile(
+    r'^(conv2d|batch_normalization|dense|depthwise_conv2d|separable_conv2d)(_\d+)?$')
 
 
 def convert(path: str, model: str, include_top: bool = True, *,

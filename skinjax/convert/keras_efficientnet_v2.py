@@ -37,6 +37,11 @@ VARIANTS = tuple(DEFAULT_SIZES)  # 'b0' .. 'b3'
 BATCH_NORM_VARIABLES = ((('params', 'scale'), 'gamma'), (('params', 'bias'), 'beta'),
                         (('batch_stats', 'mean'), 'moving_mean'),
                         (('batch_stats', 'var'), 'moving_variance'))
+# Convolutions and Dense: Flax leaf -> Keras variable name, in Keras' order.
+OTHER_VARIABLES = ((('params', 'kernel'), 'kernel'),
+                   (('params', 'depthwise_kernel'), 'depthwise_kernel'),
+                   (('params', 'pointwise_kernel'), 'pointwise_kernel'),
+                   (('params', 'bias'), 'bias'))
 # Layer order inside a block, as Keras creates them (fixes the class counters).
 BLOCK_LAYER_ORDER = ('expand_conv', 'expand_bn', 'dwconv2', 'bn', 'se_reduce', 'se_expand',
                      'project_conv', 'project_bn')
@@ -149,13 +154,11 @@ def expected_layers(abstract_variables, order=lambda module: _sort_key('/'.join(
   layers = {}
   for module in (sorted(modules, key=order) if order else modules):
     leaves = modules[module]
-    if ('batch_stats', 'mean') in leaves:
-      order = BATCH_NORM_VARIABLES
-    else:
-      order = [(key, key[1]) for key in (('params', 'kernel'), ('params', 'bias'))
-               if key in leaves]
+    # Keras' order within a layer, of the variables this module has (InceptionV3's
+    # BatchNorms have no gamma; a separable convolution two kernels).
+    kinds = BATCH_NORM_VARIABLES if ('batch_stats', 'mean') in leaves else OTHER_VARIABLES
     layers['_'.join(module)] = [((key[0],) + module + (key[1],), keras, leaves[key])
-                                for key, keras in order]
+                                for key, keras in kinds if key in leaves]
   return layers
 
 
