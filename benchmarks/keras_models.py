@@ -6,7 +6,8 @@ the same graph as the skinjax model of the same name (skinjax/models/):
   unet / unet_small / unet_tiny  paper 1's U-Net (BatchNorm, spatial dropout 0.4)
   efficientnetv2_b3_skin  keras.applications.EfficientNetV2B3 under paper 2's head
   efficientnetv2_tiny_skin  Keras' EfficientNetV2 builder at width = depth = 0.25 (tests)
-  resnet50_skin / resnet50v2_skin  keras.applications.ResNet50 / V2 under paper 2's head
+  resnet50_skin, vgg16_skin, ...  the comparison networks (COMPARISON_NETWORKS) under
+                          paper 2's head
 """
 
 import keras
@@ -76,18 +77,37 @@ def efficientnetv2_skin(image_size: int = 300, num_classes: int = 9, *,
                      name=backbone.name + '_skin')
 
 
-def resnet50_skin(image_size: int = 224, num_classes: int = 9, *, v2: bool = False):
-  """keras.applications.ResNet50 (or V2) under paper 2's head, with the family's
-  preprocess_input as layers in front (skinjax's resnet50_skin preprocesses inside too)."""
+# The comparison networks under paper 2's head (skinjax registry name -> keras.applications
+# model, its preprocess_input mode). 'caffe': RGB -> BGR minus the ImageNet BGR means; 'tf':
+# x / 127.5 - 1; None: the model preprocesses itself (EfficientNet's Rescaling +
+# Normalization layers).
+COMPARISON_NETWORKS = {
+    'resnet50_skin': ('ResNet50', 'caffe'),
+    'resnet50v2_skin': ('ResNet50V2', 'tf'),
+    'vgg16_skin': ('VGG16', 'caffe'),
+    'inceptionv3_skin': ('InceptionV3', 'tf'),
+    'xception_skin': ('Xception', 'tf'),
+    'mobilenet_skin': ('MobileNet', 'tf'),
+    'mobilenetv2_skin': ('MobileNetV2', 'tf'),
+    'efficientnet_b3_skin': ('EfficientNetB3', None),
+}
+
+
+def comparison_skin(name: str, image_size: int, num_classes: int = 9) -> keras.Model:
+  """keras.applications' network `name` names, headless, under paper 2's head, with its
+  preprocess_input as layers in front (skinjax's `<name>` preprocesses inside too)."""
+  application, mode = COMPARISON_NETWORKS[name]
   shape = (image_size, image_size, 3)
   inputs = keras.Input(shape)
-  if v2:  # mode 'tf'
+  if mode == 'tf':
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    backbone = keras.applications.ResNet50V2(include_top=False, weights=None, input_shape=shape)
-  else:  # mode 'caffe': RGB -> BGR, minus the ImageNet BGR means
+  elif mode == 'caffe':
     x = keras.layers.Lambda(lambda t: t[..., ::-1] - keras.ops.convert_to_tensor(
         [103.939, 116.779, 123.68]))(inputs)
-    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=shape)
+  else:
+    x = inputs
+  backbone = getattr(keras.applications, application)(include_top=False, weights=None,
+                                                       input_shape=shape)
   return keras.Model(inputs, skin_head(backbone(x), num_classes), name=backbone.name + '_skin')
 
 
@@ -100,8 +120,8 @@ def build(name: str, image_size: int) -> keras.Model:
       'unet_tiny': lambda: unet(image_size, base_width=2, depth=2),
       'efficientnetv2_b3_skin': lambda: efficientnetv2_skin(image_size),
       'efficientnetv2_tiny_skin': lambda: efficientnetv2_skin(image_size, tiny=True),
-      'resnet50_skin': lambda: resnet50_skin(image_size),
-      'resnet50v2_skin': lambda: resnet50_skin(image_size, v2=True),
+      **{network: lambda network=network: comparison_skin(network, image_size)
+         for network in COMPARISON_NETWORKS},
   }
   if name not in builders:
     raise ValueError(f'no Keras baseline for model {name!r}; known: {sorted(builders)}')

@@ -70,6 +70,23 @@ BENCH_MODELS = {
     'resnet50v2_skin': BenchModel('classification', 9, 224, 'PAPER2_CLASSIFICATION',
                                   scale_inputs=False, keras='resnet50v2_skin',
                                   timm='resnetv2_50'),
+    'vgg16_skin': BenchModel('classification', 9, 224, 'PAPER2_CLASSIFICATION',
+                             scale_inputs=False, keras='vgg16_skin', timm='vgg16'),
+    'inceptionv3_skin': BenchModel('classification', 9, 299, 'PAPER2_CLASSIFICATION',
+                                   scale_inputs=False, keras='inceptionv3_skin',
+                                   timm='inception_v3'),
+    'xception_skin': BenchModel('classification', 9, 299, 'PAPER2_CLASSIFICATION',
+                                scale_inputs=False, keras='xception_skin',
+                                timm='legacy_xception'),
+    'mobilenet_skin': BenchModel('classification', 9, 224, 'PAPER2_CLASSIFICATION',
+                                 scale_inputs=False, keras='mobilenet_skin',
+                                 timm='mobilenetv1_100'),
+    'mobilenetv2_skin': BenchModel('classification', 9, 224, 'PAPER2_CLASSIFICATION',
+                                   scale_inputs=False, keras='mobilenetv2_skin',
+                                   timm='mobilenetv2_100'),
+    'efficientnet_b3_skin': BenchModel('classification', 9, 300, 'PAPER2_CLASSIFICATION',
+                                       scale_inputs=False, keras='efficientnet_b3_skin',
+                                       timm='tf_efficientnet_b3'),
     # For tests: timm's own test-sized EfficientNet stands in for the tiny one.
     'efficientnetv2_tiny_skin': BenchModel('classification', 9, 32, 'PAPER2_CLASSIFICATION',
                                            scale_inputs=False,
@@ -93,6 +110,11 @@ class RowConfig:
   xla_flags: str = ''  # appended to XLA_FLAGS for this row's worker
 
 
+COMPARISON_AT_96 = ('vgg16_skin', 'inceptionv3_skin', 'xception_skin', 'mobilenet_skin',
+                    'mobilenetv2_skin', 'efficientnet_b3_skin')
+COMPARISON_NETWORKS = ('resnet50_skin', 'resnet50v2_skin') + COMPARISON_AT_96
+
+
 def _cpu_preset():
   b3 = 'efficientnetv2_b3_skin'
   rows = [
@@ -109,6 +131,9 @@ def _cpu_preset():
       RowConfig('resnet50_skin', 224, 8, ('train',)),
       RowConfig('resnet50v2_skin', 224, 8, ('train',)),
   ]
+  # The other comparison networks at 96x96 (above Keras' smallest inputs, 71 and 75), where
+  # 2 cores take each in seconds a step.
+  rows += [RowConfig(name, 96, 8, ('train',)) for name in COMPARISON_AT_96]
   return ([dataclasses.replace(row, xla_flags=CPU_XLA_FLAGS) for row in rows]
           + [RowConfig(b3, 224, 8, ('train',))])
 
@@ -131,6 +156,9 @@ def _gpu_preset():
   rows.append(RowConfig(b3, 300, 64, ('train',)))
   rows.append(RowConfig(b3, 300, 64, ('train',), dtype='bfloat16', data='device'))
   rows.append(RowConfig(b3, 300, 64, ('train',), dtype='bfloat16', parallel='pmap'))
+  # The comparison networks at Keras' default sizes.
+  rows += [RowConfig(name, BENCH_MODELS[name].default_size, 64, ('train',), dtype='bfloat16')
+           for name in COMPARISON_NETWORKS]
   return rows
 
 

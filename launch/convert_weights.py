@@ -1,4 +1,5 @@
-r"""Convert a Keras applications weights file (EfficientNetV2 B0..B3, ResNet50, ResNet50V2)
+r"""Convert a Keras applications weights file (EfficientNetV2 B0..B3 and the comparison networks:
+ResNet50, ResNet50V2, VGG16, InceptionV3, Xception, MobileNet, MobileNetV2, EfficientNetB3)
 into an orbax checkpoint.
 
   python launch/convert_weights.py --keras_weights=efficientnetv2-b3_notop.h5 \

@@ -94,6 +94,27 @@ class ScaleSettings:
   b3: tuple[tuple[str, object], ...]  # paper 2's runs' changes from their configs
   b3_pretraining: tuple[tuple[str, object], ...]  # the HAM10000 pretraining's
   note: str  # what this scale changes from the papers, for the tables' captions
+  # The comparison networks run at this scale (keys of COMPARISON_MODELS), and the model
+  # each runs as (the tiny scale's reduced variants).
+  paper1_comparisons: tuple[str, ...] = ()
+  paper2_comparisons: tuple[str, ...] = ()
+  comparison_models: dict = dataclasses.field(default_factory=dict)
+
+
+# The comparison networks (issue 16), each under paper 2's head: paper 1's Table 6 ones on
+# HAM10000 as its DeepConvNet trains (launch/configs/comparison_ham10000.py, at Keras'
+# smallest input), paper 2's Table I ones on ISIC9 as its B3 trains (the same config and
+# chain: HAM10000 pretraining, then all nine classes under the grouped protocol).
+# network -> (label, Keras' smallest input).
+PAPER1_COMPARISONS = {'vgg16': ('VGG16', 32), 'resnet50': ('ResNet50', 32),
+                      'inceptionv3': ('InceptionV3', 75), 'xception': ('Xception', 71)}
+PAPER2_COMPARISONS = {'resnet50': 'ResNet50', 'resnet50v2': 'ResNet50V2',
+                      'mobilenet': 'MobileNet', 'mobilenetv2': 'MobileNetV2',
+                      'efficientnet_b3': 'EfficientNetB3'}
+
+
+def comparison_model(settings, network: str) -> str:
+  return settings.comparison_models.get(network, f'{network}_skin')
 
 
 SETTINGS = {
@@ -108,7 +129,10 @@ SETTINGS = {
                         ('phases[0].epochs', 1), ('batch_size', 16)),
         note='synthetic layouts, 1 epoch per run (per phase), U-Net unet_tiny at 32x32, '
              "EfficientNetV2's tiny variant at 32x32: a check that every row runs, not a "
-             'result'),
+             'result; the comparison networks as their tiny variants',
+        paper1_comparisons=('vgg16', 'xception'), paper2_comparisons=('mobilenetv2',),
+        comparison_models={'vgg16': 'vgg16_tiny_skin', 'xception': 'xception_tiny_skin',
+                           'mobilenetv2': 'mobilenetv2_tiny_skin'}),
     'cpu': ScaleSettings(
         seeds=(0, 1, 2),
         classifier=(),
@@ -118,10 +142,14 @@ SETTINGS = {
         note="DeepConvNet at paper 1's scale (28x28, batch 64, 20 epochs); U-Net at base "
              'width 16 (paper: 64), 64x64 (paper: 224), 10 epochs (paper: 100); B3 at 96x96 '
              '(paper: 300), 5 + 5 epochs (ours at the paper scale: 10 + 10) and 5 epochs '
-             'of HAM10000 pretraining (10), to fit 2 CPU cores'),
+             'of HAM10000 pretraining (10), to fit 2 CPU cores; of the comparison '
+             'networks only ResNet50 and MobileNetV2 on all nine classes, as B3 is',
+        paper2_comparisons=('resnet50', 'mobilenetv2')),
     'paper': ScaleSettings(
         seeds=(0, 1, 2), classifier=(), segmenter=(), b3=(), b3_pretraining=(),
-        note="the papers' settings (launch/configs/ as they are)"),
+        note="the papers' settings (launch/configs/ as they are)",
+        paper1_comparisons=tuple(PAPER1_COMPARISONS), paper2_comparisons=tuple(
+            PAPER2_COMPARISONS)),
 }
 
 # Paper 1, Table 6: DeepConvNet at 28x28. (key, label, overrides, headline).
@@ -170,7 +198,16 @@ def rows() -> list[Row]:
       for entry in TABLE_PAPER2] + [
       Row('pretraining', f'b3_ham10000_{protocol}', 'B3 on HAM10000 (lesion protocol), '
           f'leaving out the validation and test images of isic9/{config}')
-      for protocol, config in (('grouped', 'all9'), ('paper', 'all9_paper'))]
+      for protocol, config in (('grouped', 'all9'), ('paper', 'all9_paper'))] + [
+      Row('comparisons', f'paper1_{network}', f'{label}: paper 1, Table 6 (HAM10000, '
+          "paper protocol, as its DeepConvNet)")
+      for network, (label, _) in PAPER1_COMPARISONS.items()] + [
+      Row('comparisons', f'paper2_{network}', f'{label}: paper 2, Table I (all nine classes, '
+          'HAM10000-pretrained, grouped, as its B3)')
+      for network, label in PAPER2_COMPARISONS.items()] + [
+      Row('pretraining', f'{network}_ham10000_grouped', f'{label} on HAM10000 (lesion '
+          'protocol), leaving out the validation and test images of isic9/all9')
+      for network, label in PAPER2_COMPARISONS.items()]
 
 
 HAM10000 = ('HAM10000',)
@@ -214,4 +251,22 @@ def runs(scale: str) -> list[Run]:
     key = paper2_key(scenario, start, protocol)
     plan.append(Run(f'b3_{key}_s0', 'paper2', key, 'efficientnetv2_b3_isic9', ISIC9,
                     (('dataset_config', config),) + init + settings.b3, 0))
+  for network in settings.paper1_comparisons:
+    model = comparison_model(settings, network)
+    size = PAPER1_COMPARISONS[network][1]
+    plan.append(Run(f'{network}_paper1_s0', 'comparisons', f'paper1_{network}',
+                    'comparison_ham10000', HAM10000,
+                    (('model', model), ('image_size', size), ('split_protocol', 'paper'))
+                    + settings.classifier, 0))
+  for network in settings.paper2_comparisons:
+    model = comparison_model(settings, network)
+    pretraining = f'{network}_ham10000_grouped_s0'
+    plan.append(Run(pretraining, 'pretraining', f'{network}_ham10000_grouped',
+                    'efficientnetv2_b3_ham10000', HAM10000,
+                    (('exclude_overlap_with', 'isic9/all9'),) + settings.b3_pretraining
+                    + (('model', model),), 0, overlap_folders=ISIC9, export_backbone=True))
+    plan.append(Run(f'{network}_all9_ham10000_grouped_s0', 'comparisons', f'paper2_{network}',
+                    'efficientnetv2_b3_isic9', ISIC9,
+                    (('dataset_config', 'all9'), ('init_from', backbone_of(pretraining)))
+                    + settings.b3 + (('model', model),), 0))
   return sorted(plan, key=lambda run: run.seed != settings.seeds[0])  # stable: rows in order

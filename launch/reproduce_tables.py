@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from reproduce_plan import Row
+
 
 class MarkerError(ValueError):
   """The file's markers cannot be matched (one line naming the file and the marker)."""
@@ -21,6 +23,8 @@ TITLES = {
     'fig17': 'Paper 1, Figure 17: segment, crop, classify, on the lesion test split',
     'pretraining': "Paper 2's in-domain start: B3 pretrained on HAM10000",
     'paper2': "Paper 2, Tables I-IV: EfficientNetV2-B3 + its head, two phases, on ISIC9",
+    'comparisons': "The papers' comparison networks (paper 1's Table 6, paper 2's Table I), "
+                   "each under paper 2's head, beside the papers' own models",
 }
 
 # (column header, metric key, scale): figures shown as percentages.
@@ -62,6 +66,32 @@ PUBLISHED_PAPER2 = {
     'benign6': ('92.59', '89.56', '90.08', '89.56', '89.55'),
     'malignant3': ('98.70', '96.74', '96.74', '96.74', '96.74'),
 }
+# The comparison networks as the papers give them (paper 1's Table 6: test accuracy,
+# precision, recall; paper 2's Table I after fine-tuning: test accuracy, weighted
+# precision, recall, F1), by row key.
+PUBLISHED_COMPARISONS = {
+    'paper1_vgg16': 'acc 66.99, prec 83.52, rec 60.03',
+    'paper1_resnet50': 'acc 66.83, prec 66.83, rec 66.83',
+    'paper1_inceptionv3': 'acc 66.89, prec 85.19, rec 60.58',
+    'paper1_xception': 'acc 66.73, prec 83.29, rec 61.04',
+    'paper2_resnet50': 'acc 80.58, prec 80.74, rec 80.58, F1 80.08',
+    'paper2_resnet50v2': 'acc 57.49, prec 59.21, rec 57.49, F1 57.35',
+    'paper2_mobilenet': 'acc 58.49, prec 58.52, rec 58.49, F1 57.19',
+    'paper2_mobilenetv2': 'acc 53.50, prec 54.78, rec 53.50, F1 53.39',
+    'paper2_efficientnet_b3': 'acc 83.24, prec 83.69, rec 83.24, F1 82.86',
+}
+# The papers' own models, beside their comparison networks: (table, row key, label,
+# published).
+COMPARISON_REFERENCES = (
+    ('table6', 'paper_aug', "DeepConvNet: paper 1's own model, as Table 6 above",
+     'acc 97.20, prec 97.5, rec 97.2'),
+    ('paper2', 'all9_ham10000_grouped', "EfficientNetV2-B3: paper 2's own model, as its "
+     'all-nine HAM10000-started grouped row above', 'acc 84.91, prec 85.62, rec 84.91, '
+     'F1 84.68'),
+)
+COMPARISON_METRICS = (('test accuracy', 'accuracy'), ('weighted precision', 'precision_weighted'),
+                      ('weighted recall', 'recall_weighted'), ('weighted F1', 'f1_weighted'),
+                      ('balanced accuracy', 'balanced_accuracy'))
 PAPER2_METRICS = (('test accuracy', 'accuracy'), ('weighted precision', 'precision_weighted'),
                   ('weighted recall', 'recall_weighted'), ('weighted F1', 'f1_weighted'))
 
@@ -205,11 +235,36 @@ def render_paper2(rows, runs, summaries) -> list[str]:
   return lines
 
 
+def render_comparisons(rows, runs, summaries) -> list[str]:
+  head = ('| network | published | seeds | ' + ' | '.join(name for name, _ in COMPARISON_METRICS)
+          + ' | test images | minutes per seed |')
+  lines = [head, '|' + ' --- |' * (len(COMPARISON_METRICS) + 5)]
+  references = [(Row(table, key, label), published)
+                for table, key, label, published in COMPARISON_REFERENCES]
+  for row, published in references + [(row, PUBLISHED_COMPARISONS.get(row.key, '-'))
+                                      for row in rows]:
+    planned, done = row_runs(row, runs, summaries)
+    if not planned:  # not at this scale
+      continue
+    if not done:
+      lines.append(f'| {row.label} | {published} | 0 of {len(planned)} | ' + ' | '.join(
+          ['not run yet'] + ['-'] * (len(COMPARISON_METRICS) + 1)) + ' |')
+      continue
+    cells = [spread([s['scores']['test']['metrics'][key] for s in done])
+             for _, key in COMPARISON_METRICS]
+    lines.append(f'| {row.label} | {published} | {len(done)} of {len(planned)} | '
+                 f'{" | ".join(cells)} | {done[0]["scores"]["test"]["examples"]:,} | '
+                 f'{minutes(done)} |')
+  return lines
+
+
 def render_pretraining(rows, runs, summaries) -> list[str]:
   lines = ['| row | HAM10000 train images left out | test accuracy | balanced accuracy | '
            'test images | minutes |', '|' + ' --- |' * 6]
   for row in rows:
     planned, done = row_runs(row, runs, summaries)
+    if not planned:  # not at this scale
+      continue
     if not done:
       lines.append(f'| {row.label} | not run yet | - | - | - | - |')
       continue
@@ -251,7 +306,8 @@ def render_fig17(rows, runs, summaries) -> list[str]:
 
 
 RENDERERS = {'table6': render_table6, 'table8': render_table8, 'fig17': render_fig17,
-             'pretraining': render_pretraining, 'paper2': render_paper2}
+             'pretraining': render_pretraining, 'paper2': render_paper2,
+             'comparisons': render_comparisons}
 
 
 def runs_list(table, runs, summaries, relative_to: str) -> list[str]:

@@ -49,10 +49,18 @@ def test_every_train_command_passes_the_launchers_checks(scale, tmp_path):
 @pytest.mark.parametrize('scale', reproduce_plan.SCALES)
 def test_every_row_has_runs_and_every_run_a_row(scale):
   runs = reproduce_plan.runs(scale)
-  rows = {(row.table, row.key) for row in reproduce_plan.rows()}
+  settings = reproduce_plan.SETTINGS[scale]
+  # The comparison networks run only where the scale names them (2 CPU cores: two).
+  planned = ({f'paper1_{n}' for n in settings.paper1_comparisons}
+             | {f'paper2_{n}' for n in settings.paper2_comparisons}
+             | {f'{n}_ham10000_grouped' for n in settings.paper2_comparisons})
+  comparison_keys = ({f'paper1_{n}' for n in reproduce_plan.PAPER1_COMPARISONS}
+                     | {f'paper2_{n}' for n in reproduce_plan.PAPER2_COMPARISONS}
+                     | {f'{n}_ham10000_grouped' for n in reproduce_plan.PAPER2_COMPARISONS})
+  rows = {(row.table, row.key) for row in reproduce_plan.rows()
+          if row.key not in comparison_keys or row.key in planned}
   assert {(run.table, run.row) for run in runs} == rows
   assert len({run.name for run in runs}) == len(runs)
-  settings = reproduce_plan.SETTINGS[scale]
   headline = [run for run in runs if run.row in ('paper_aug', 'lesion_duplication')]
   assert sorted(run.seed for run in headline) == sorted(settings.seeds * 2)
 
@@ -76,3 +84,24 @@ def test_the_identity_leaves_out_the_paths(tmp_path):
   identity = reproduce.identity(run)
   assert run.config in identity and f'--config.seed={run.seed}' in identity
   assert not any('runs/' in part or 'shared' in part for part in identity)
+
+
+def test_the_cpu_scale_trains_resnet50_and_mobilenetv2_as_its_b3():
+  runs = {run.name: run for run in reproduce_plan.runs('cpu')}
+  comparisons = sorted(name for name, run in runs.items() if run.table == 'comparisons')
+  assert comparisons == ['mobilenetv2_all9_ham10000_grouped_s0',
+                         'resnet50_all9_ham10000_grouped_s0']
+  b3 = runs['b3_all9_ham10000_grouped_s0']
+  b3_pretraining = runs['b3_ham10000_grouped_s0']
+  for network in ('resnet50', 'mobilenetv2'):
+    run, pretraining = runs[f'{network}_all9_ham10000_grouped_s0'], runs[
+        f'{network}_ham10000_grouped_s0']
+
+    def without_model(r):
+      return {k: v for k, v in r.overrides if k not in ('model', 'init_from')}
+    assert (run.config, without_model(run)) == (b3.config, without_model(b3))
+    assert (pretraining.config, without_model(pretraining)) == (
+        b3_pretraining.config, without_model(b3_pretraining))
+    assert dict(run.overrides)['model'] == dict(pretraining.overrides)['model'] == (
+        f'{network}_skin')
+    assert run.needs == (pretraining.name,) and pretraining.export_backbone

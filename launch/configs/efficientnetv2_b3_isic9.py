@@ -8,6 +8,10 @@ Start from Keras ImageNet weights converted with launch/convert_weights.py:
   --config.init_from=/path/to/converted  (without it the backbone trains from scratch,
   and the log says so).
 Scenarios: --config.dataset_config=all9 | benign_malignant | benign6 | malignant3.
+Table I's comparison networks train the same way under the same head:
+--config.model=resnet50_skin | resnet50v2_skin | mobilenet_skin | mobilenetv2_skin |
+efficientnet_b3_skin (their HAM10000 starts: efficientnetv2_b3_ham10000.py with the same
+--config.model).
 The paper names no epoch counts or batch size; 10 + 10 epochs at batch 32 are ours.
 Images enter at 0..255: the B variants rescale and normalise inside the model, as
 Keras' include_preprocessing does.

@@ -147,7 +147,9 @@ def expected_layers(abstract_variables, order=lambda module: _sort_key('/'.join(
 
   abstract_variables: the model's {'params', 'batch_stats'} (shapes suffice).
   """
-  flat = traverse_util.flatten_dict({k: abstract_variables[k] for k in ('params', 'batch_stats')})
+  # .get: a network without BatchNorm (VGG16) has no batch_stats.
+  flat = traverse_util.flatten_dict({k: abstract_variables.get(k, {})
+                                     for k in ('params', 'batch_stats')})
   modules = {}
   for path, leaf in flat.items():
     modules.setdefault(path[1:-1], {})[(path[0], path[-1])] = leaf.shape

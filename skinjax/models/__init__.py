@@ -10,12 +10,18 @@ from typing import Callable
 import flax.linen as nn
 
 from skinjax.models.deepconvnet import DeepConvNet
+from skinjax.models.efficientnet import EfficientNet, EfficientNetB3, EfficientNetTiny
 from skinjax.models.efficientnet_v2 import (EfficientNetV2, EfficientNetV2B0, EfficientNetV2B1,
                                             EfficientNetV2B2, EfficientNetV2B3,
                                             EfficientNetV2Tiny)
 from skinjax.models.heads import Classifier, SkinHead
+from skinjax.models.inception_v3 import InceptionV3, InceptionV3Tiny
+from skinjax.models.mobilenet import MobileNet, MobileNetTiny
+from skinjax.models.mobilenet_v2 import MobileNetV2, MobileNetV2Tiny
 from skinjax.models.resnet import ResNet, ResNet50, ResNet50V2, ResNetTiny, ResNetV2Tiny
 from skinjax.models.unet import UNet
+from skinjax.models.vgg import VGG, VGG16, VGGTiny
+from skinjax.models.xception import Xception, XceptionTiny
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     'deepconvnet': DeepConvNet,
@@ -34,23 +40,42 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     # Paper 2: EfficientNetV2-B3 under its custom head, 9 ISIC classes by default.
     'efficientnetv2_b3_skin': partial(Classifier, backbone=EfficientNetV2B3),
     'efficientnetv2_tiny_skin': partial(Classifier, backbone=EfficientNetV2Tiny),
-    # The papers' comparison networks, as keras.applications builds them (1000 classes
-    # with a top; num_classes=None: headless; Keras' preprocess_input as an option).
-    'resnet50': ResNet50,
-    'resnet50v2': ResNet50V2,
-    # For tests: one or two blocks per stage.
-    'resnet_tiny': ResNetTiny,
-    'resnetv2_tiny': ResNetV2Tiny,
-    # Under paper 2's head, trained as its B3 is; pixels in [0, 255], preprocessed inside.
-    'resnet50_skin': partial(Classifier, backbone=partial(ResNet50, include_preprocessing=True)),
-    'resnet50v2_skin': partial(Classifier,
-                               backbone=partial(ResNet50V2, include_preprocessing=True)),
-    'resnet_tiny_skin': partial(Classifier,
-                                backbone=partial(ResNetTiny, include_preprocessing=True)),
 }
 
+
+def _under_paper2_head(backbone) -> Callable[..., nn.Module]:
+  """`backbone` under paper 2's head, taking pixels in [0, 255]: Keras' preprocess_input
+  (EfficientNet: its Rescaling and Normalization) runs inside the model."""
+  return partial(Classifier, backbone=partial(backbone, include_preprocessing=True))
+
+
+# The papers' comparison networks, as keras.applications builds them (1000 classes with a
+# top; num_classes=None: headless; Keras' preprocess_input as an option); each under paper
+# 2's head as `<name>_skin`, trained as its B3 is. The tiny variants are for tests:
+#   resnet_tiny, resnetv2_tiny: one block per stage (V2: two in conv2), an eighth of the width;
+#   mobilenet_tiny, mobilenetv2_tiny: 6 (V2: 7) blocks at a quarter (V2: 0.35) of the width;
+#   inceptionv3_tiny: one mixed block of each kind (A, reduction A, B, reduction B, C), 1/8
+#     of the width; vgg16_tiny: five blocks of one to three convolutions, 8 to 32 channels,
+#     a 64-unit top; xception_tiny: one middle-flow block, 8 to 64 channels;
+#   efficientnet_tiny: Keras' builder at width 0.25, depth 0.3 (8 blocks, 8 to 80 channels).
+COMPARISON_BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    'resnet50': ResNet50, 'resnet50v2': ResNet50V2, 'resnet_tiny': ResNetTiny,
+    'resnetv2_tiny': ResNetV2Tiny,
+    'mobilenet': MobileNet, 'mobilenetv2': MobileNetV2, 'mobilenet_tiny': MobileNetTiny,
+    'mobilenetv2_tiny': MobileNetV2Tiny,
+    'inceptionv3': InceptionV3, 'inceptionv3_tiny': InceptionV3Tiny,
+    'vgg16': VGG16, 'vgg16_tiny': VGGTiny,
+    'xception': Xception, 'xception_tiny': XceptionTiny,
+    'efficientnet_b3': EfficientNetB3, 'efficientnet_tiny': EfficientNetTiny,
+}
+for _name, _backbone in COMPARISON_BACKBONES.items():
+  MODELS[_name] = _backbone
+  MODELS[f'{_name}_skin'] = _under_paper2_head(_backbone)
+del _name, _backbone
+
 # Keras' smallest input for each family (keras.applications refuses less).
-MIN_INPUT_SIZES = {ResNet: 32}
+MIN_INPUT_SIZES = {ResNet: 32, MobileNet: 32, MobileNetV2: 32, InceptionV3: 75,
+                   VGG: 32, Xception: 71, EfficientNet: 32}
 
 
 def task_of(name: str) -> str:
@@ -82,6 +107,8 @@ def create_model(name: str, **kwargs) -> nn.Module:
   return MODELS[name](**kwargs)
 
 
-__all__ = ['MODELS', 'create_model', 'input_size_problem', 'task_of', 'Classifier', 'DeepConvNet', 'EfficientNetV2',
+__all__ = ['MODELS', 'COMPARISON_BACKBONES', 'create_model', 'input_size_problem', 'task_of',
+           'Classifier', 'DeepConvNet', 'EfficientNet', 'EfficientNetB3', 'EfficientNetV2',
            'EfficientNetV2B0', 'EfficientNetV2B1', 'EfficientNetV2B2', 'EfficientNetV2B3',
-           'ResNet', 'ResNet50', 'ResNet50V2', 'SkinHead', 'UNet']
+           'InceptionV3', 'MobileNet', 'MobileNetV2', 'ResNet', 'ResNet50', 'ResNet50V2',
+           'SkinHead', 'UNet', 'VGG', 'VGG16', 'Xception']

@@ -64,8 +64,10 @@ class Classifier(nn.Module):
   Attributes:
     backbone: constructor of the backbone (e.g. EfficientNetV2B3). It is built headless
       (`num_classes=None`) with this module's dtypes and axis name, and must return
-      `(output, features)` with `features.last_conv` [B, h, w, C] when called with
-      `return_features=True`. Its parameters live under 'backbone'.
+      `(output, features)` (a BackboneFeatures) when called with `return_features=True`.
+      The head reads the stride-32 level of its pyramid, the map Keras' include_top=False
+      model outputs (the last conv map, except in VGG16: its last pooling, as Keras' VGG16
+      under a head sees it). Its parameters live under 'backbone'.
     num_classes: classes of the head (9 for the ISIC set).
     train_backbone: False for phase 1 (backbone frozen in inference mode).
     trainable_blocks: in phase 2, train only the backbone's last N blocks and top (None:
@@ -88,7 +90,7 @@ class Classifier(nn.Module):
                              axis_name=self.axis_name, name='backbone', **extra)
     backbone_trains = train and self.train_backbone
     _, features = backbone(images, train=backbone_trains, return_features=True)
-    feature_map = features.last_conv
+    feature_map = features.pyramid[-1]
     if train and not backbone_trains:
       feature_map = lax.stop_gradient(feature_map)  # phase 1: nothing in the backbone learns
     return SkinHead(self.num_classes, self.hidden_units, dtype=self.dtype,

@@ -51,19 +51,22 @@ class ResNet(nn.Module):
 
   images: float[B, H, W, 3]; pixels in [0, 255] with `include_preprocessing`, else already
   preprocessed as Keras' `preprocess_input` does. Returns float32 logits [B, num_classes]
-  (pooled features [B, 2048] when headless), and with `return_features` a BackboneFeatures:
+  (pooled features [B, 2048 / width_divisor] when headless), and with `return_features` a BackboneFeatures:
   the last map at each stride 2 (the stem convolution), 4, 8, 16 (before the blocks that
   stride: V1's first blocks, V2's last) and 32 (the output), last_conv (the stride-32 map, after `post_relu` in V2) and pooled (`avg_pool`).
 
   Attributes:
     stage_blocks: blocks per stage, conv2 .. conv5 ((3, 4, 6, 3) for the 50-layer nets).
     preact: False for ResNet50 (V1), True for ResNet50V2.
+    width_divisor: every layer's filters divided by it (1: Keras' widths; the tiny variants
+      for tests use 8).
     trainable_blocks: with `train`, only the last N blocks (and the top) train; the stem and
       the blocks before them run in inference mode without gradient (None: all train).
   """
 
   stage_blocks: tuple[int, ...] = (3, 4, 6, 3)
   preact: bool = False
+  width_divisor: int = 1
   num_classes: int | None = 1000
   include_preprocessing: bool = False
   trainable_blocks: int | None = None
@@ -121,7 +124,7 @@ class ResNet(nn.Module):
     """(name, filters, strides, projects) of each block, in network order."""
     plan = []
     for index, count in enumerate(self.stage_blocks):
-      stage, filters = index + 2, 64 * 2**index
+      stage, filters = index + 2, 64 * 2**index // self.width_divisor
       for i in range(1, count + 1):
         if self.preact:  # V2: project in the first block, stride in the last (not conv5)
           strides = 2 if i == count and stage < 5 else 1
@@ -147,7 +150,7 @@ class ResNet(nn.Module):
 
     x = self._preprocess(images) if self.include_preprocessing else images
     x = x.astype(self.dtype)
-    x = self._conv(64, 7, 2, name='conv1_conv')(zero_pad(x, 3))
+    x = self._conv(64 // self.width_divisor, 7, 2, name='conv1_conv')(zero_pad(x, 3))
     if not self.preact:
       x = nn.relu(self._norm(trains('conv1'), name='conv1_bn')(x))
     x = after('conv1', x)
@@ -175,7 +178,8 @@ class ResNet(nn.Module):
 
 ResNet50 = partial(ResNet, stage_blocks=(3, 4, 6, 3), preact=False)
 ResNet50V2 = partial(ResNet, stage_blocks=(3, 4, 6, 3), preact=True)
-# For tests: one block per stage, the same layer kinds (projection, strides, V2's pooling
-# shortcut needs two blocks in a stage, so V2's tiny variant has two).
-ResNetTiny = partial(ResNet, stage_blocks=(1, 1, 1, 1), preact=False)
-ResNetV2Tiny = partial(ResNet, stage_blocks=(2, 1, 1, 1), preact=True)
+# For tests: one block per stage at an eighth of the widths, the same layer kinds
+# (projection, strides; V2's pooling shortcut needs two blocks in a stage, so V2's tiny
+# variant has two).
+ResNetTiny = partial(ResNet, stage_blocks=(1, 1, 1, 1), preact=False, width_divisor=8)
+ResNetV2Tiny = partial(ResNet, stage_blocks=(2, 1, 1, 1), preact=True, width_divisor=8)

@@ -3,7 +3,9 @@
 Phase 1 (`Classifier(train_backbone=False)`): the head trains; the backbone is frozen,
 parameters and BatchNorm statistics both. Phase 2 (`train_backbone=True`): the whole
 backbone fine-tunes, or with `trainable_blocks=N` only its last N blocks and its top
-(efficientnet_v2.frozen_layers says which). The pure `skinjax.train.steps.train_step`
+(efficientnet_v2.frozen_layers says which for EfficientNetV2; the comparison networks freeze
+their blocks inside the model alone, in inference mode and without gradient, so Adam, whose
+update of a zero gradient from a zero state is zero, leaves them where they are). The pure `skinjax.train.steps.train_step`
 runs both phases unchanged: the model keeps frozen BatchNorms in inference mode and stops
 gradients at the frozen part, and the optimiser built here leaves frozen parameters
 exactly where they are (optax.set_to_zero, no optimiser state for them).
