@@ -19,10 +19,16 @@ from skinjax.train.state import init_variables
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'launch'))
 import common_flags  # noqa: E402
 
-# Registry name -> image size (Keras' smallest input for the family, at least 32).
-MODELS = {'resnet_tiny_skin': 32, 'resnetv2_tiny_skin': 32, 'vgg16_tiny_skin': 32,
-          'inceptionv3_tiny_skin': 75, 'xception_tiny_skin': 71, 'mobilenet_tiny_skin': 32,
-          'mobilenetv2_tiny_skin': 32, 'efficientnet_tiny_skin': 32}
+# Registry name -> image size (Keras' smallest input for the family, at least 32). In make
+# test: VGG16 (no BatchNorm: an empty batch_stats through both phases and the checkpoints),
+# ResNet50 (BatchNorm, residuals) and MobileNet (the per-backend depthwise convolution's own
+# gradient); the rest, 35 to 70 s each on 2 cores (compiling phase 2's backward pass), in
+# `make test-slow`.
+SLOW = pytest.mark.slow
+MODELS = {'vgg16_tiny_skin': 32, 'resnet_tiny_skin': 32, 'mobilenet_tiny_skin': 32,
+          'resnetv2_tiny_skin': 32, 'mobilenetv2_tiny_skin': 32, 'inceptionv3_tiny_skin': 75,
+          'xception_tiny_skin': 71, 'efficientnet_tiny_skin': 32}
+IN_MAKE_TEST = ('vgg16_tiny_skin', 'resnet_tiny_skin', 'mobilenet_tiny_skin')
 VGG16_WITHOUT_BATCHNORM = ('vgg16_tiny_skin',)
 
 
@@ -43,7 +49,8 @@ def restore_phase(spec, workdir, index, num_classes):
   return state
 
 
-@pytest.mark.parametrize('name', sorted(MODELS))
+@pytest.mark.parametrize('name', [name if name in IN_MAKE_TEST else pytest.param(name, marks=SLOW)
+                                  for name in MODELS])
 def test_two_phases_freeze_then_tune_the_backbone(isic9, tmp_path, name):
   size = MODELS[name]
   spec = RunSpec.from_config(common_flags.load_config('efficientnetv2_b3_isic9'))
