@@ -1,5 +1,8 @@
 """Orbax checkpoints: round trip, latest plus best-K retention, refusal of another model."""
 
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -68,3 +71,42 @@ def test_class_names_must_agree_too():
 def test_restore_from_an_empty_directory_names_it(unet_state, tmp_path):
   with pytest.raises(FileNotFoundError, match='no checkpoint in .*empty'):
     Checkpointer(tmp_path / 'empty').restore(unet_state)
+
+
+QUIET_AFTER_RESTORE = '''
+import logging, sys
+from absl import logging as absl_logging
+from skinjax.train.checkpoint import CheckpointDamagedError, Checkpointer
+absl_logging.use_absl_handler()
+try:
+  Checkpointer(sys.argv[1], read_only=True).restore_intact(None, [])
+except CheckpointDamagedError:
+  pass
+closed = RuntimeError('Event loop is closed')
+sys.excepthook(RuntimeError, closed, None)
+class RaisesWhenCollected:
+  def __init__(self, error):
+    self.error = error
+  def __del__(self):
+    raise self.error
+RaisesWhenCollected(closed)  # collected at once: sys.unraisablehook
+logging.getLogger('asyncio').error('Task exception was never retrieved: a second read')
+sys.excepthook(ValueError, ValueError('a real error'), None)
+RaisesWhenCollected(ValueError('a real unraisable error'))
+logging.getLogger('asyncio').error('another asyncio error')
+'''
+
+
+def test_the_reads_left_over_by_a_damaged_step_print_nothing_and_other_errors_still_do(
+    tmp_path):
+  # tensorstore's leftover reads of a step that failed to load print through all three
+  # routes (seen in CI as a traceback after the launcher's one-line error).
+  (tmp_path / 'ckpt').mkdir()
+  result = subprocess.run([sys.executable, '-c', QUIET_AFTER_RESTORE, str(tmp_path / 'ckpt')],
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert 'Event loop is closed' not in result.stderr
+  assert 'never retrieved' not in result.stderr
+  assert 'ValueError: a real error' in result.stderr
+  assert 'ValueError: a real unraisable error' in result.stderr
+  assert 'another asyncio error' in result.stderr

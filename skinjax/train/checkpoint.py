@@ -19,6 +19,7 @@ it as replicated and only process 0 writes it, which is what replicated global j
 would come to as well.
 """
 
+import logging
 import os
 import sys
 import time
@@ -83,22 +84,40 @@ def _short_cause(error: BaseException) -> str:
   return text if len(text) <= 240 else '...' + text[-240:]
 
 
-def _quiet_reads_after_a_failed_restore():
-  """A restore that fails leaves tensorstore's other reads of that step in flight; when
-  they finish, their callbacks meet orbax's closed event loop and Python prints each as an
-  'Event loop is closed' traceback that says nothing about the damage. Only those are
-  dropped (from the first damaged step on); anything else still reaches the usual hook."""
-  previous = sys.unraisablehook
-  if getattr(previous, 'skinjax_quiet', False):
+def _event_loop_closed(error) -> bool:
+  return isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'
+
+
+class _DropReadsOfADamagedStep:
+  """A logging filter for asyncio's 'Task exception was never retrieved': the other reads
+  of a step that failed to load, whose error the damage report already names."""
+
+  def filter(self, record):
+    return not record.getMessage().startswith('Task exception was never retrieved')
+
+
+def _quiet_reads_of_damaged_steps():
+  """A restore that fails leaves tensorstore's other reads of that step in flight. When
+  they finish, Python prints each as a traceback that says nothing the damage report does
+  not: their callbacks meet orbax's closed event loop ('Event loop is closed', through
+  sys.unraisablehook or, from tensorstore's threads, sys.excepthook), and asyncio logs the
+  tasks that failed too. Installed before the first read (those reads race the caller's
+  except clause); only these are dropped, anything else reaches the usual hooks."""
+  if getattr(sys.unraisablehook, 'skinjax_quiet', False):
     return
+  previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
 
-  def hook(unraisable):
-    error = unraisable.exc_value
-    if not (isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'):
-      previous(unraisable)
+  def unraisable_hook(unraisable):
+    if not _event_loop_closed(unraisable.exc_value):
+      previous_unraisable(unraisable)
 
-  hook.skinjax_quiet = True
-  sys.unraisablehook = hook
+  def except_hook(kind, error, traceback):
+    if not _event_loop_closed(error):
+      previous_except(kind, error, traceback)
+
+  unraisable_hook.skinjax_quiet = True
+  sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
+  logging.getLogger('asyncio').addFilter(_DropReadsOfADamagedStep())
 
 
 def _cause(error: BaseException) -> str:
@@ -215,19 +234,18 @@ class Checkpointer:
     are damaged (truncated, missing, overwritten) is skipped; damaged lists (step, cause)
     for each. CheckpointDamagedError when none loads.
     """
+    _quiet_reads_of_damaged_steps()
     damaged = []
     for step in steps:
       try:
         config, progress = self.read_config(step)
       except Exception as error:  # orbax and tensorstore raise many kinds for bad files
-        _quiet_reads_after_a_failed_restore()
         damaged.append((step, _cause(error)))
         continue
       template = template_for(config, progress)  # its refusals are the caller's to raise
       try:
         state, config, progress = self.restore(template, step)
       except Exception as error:
-        _quiet_reads_after_a_failed_restore()
         damaged.append((step, _cause(error)))
         continue
       return state, config, progress, step, damaged
