@@ -16,7 +16,6 @@ matplotlib.use('Agg')  # files only; no display
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn import metrics as skm  # noqa: E402
 
 
 def _save(figure, path):
@@ -182,6 +181,9 @@ def write_report(directory: str, data: ReportData) -> dict:
     report['class_names'] = class_names
     predicted = data.outputs['predicted']
     labels = np.arange(len(class_names))
+    # Imported here: scikit-learn takes 1.5 s to import, and every launcher imports this
+    # module (a --help or a refused flag need not wait for it).
+    from sklearn import metrics as skm  # pylint: disable=import-outside-toplevel
     report['classification_report'] = skm.classification_report(
         data.labels, predicted, labels=labels, target_names=class_names, zero_division=0,
         output_dict=True)
