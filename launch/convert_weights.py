@@ -16,7 +16,7 @@ from absl import app, flags, logging
 
 import common_flags
 import jax_startup
-from skinjax.convert import keras_applications, keras_efficientnet_v2
+from skinjax.convert import converted_weights, keras_applications, keras_efficientnet_v2
 
 # The registry name of the file's network -> its converter.
 CONVERTERS = {
@@ -43,9 +43,12 @@ flags.mark_flags_as_required(['keras_weights', 'output'])
 def main(argv):
   del argv
   if not os.path.exists(FLAGS.keras_weights):
-    raise app.UsageError(f'--keras_weights: no file at {FLAGS.keras_weights}')
-  if os.path.exists(FLAGS.output) and os.listdir(FLAGS.output):
-    raise app.UsageError(f'--output: {FLAGS.output} exists and is not empty')
+    common_flags.fail(f'--keras_weights={FLAGS.keras_weights}: no such file')
+  occupied = f'--output={FLAGS.output}: exists and is not an empty folder'
+  try:
+    converted_weights.check_output_free(FLAGS.output)  # before the conversion's minutes
+  except FileExistsError:
+    common_flags.fail(occupied)
   jax_startup.start()
   try:
     variables, config = CONVERTERS[FLAGS.model](FLAGS.keras_weights, FLAGS.include_top,
@@ -54,7 +57,12 @@ def main(argv):
     common_flags.fail(str(error))
   except OSError as error:  # e.g. a truncated HDF5 file
     common_flags.fail(f'--keras_weights={FLAGS.keras_weights}: cannot be read ({error})')
-  keras_efficientnet_v2.save_converted(FLAGS.output, variables, config)
+  try:
+    converted_weights.save_converted(FLAGS.output, variables, config)
+  except FileExistsError:  # filled by another process since the check above
+    common_flags.fail(occupied)
+  except OSError as error:
+    common_flags.fail(f'--output={FLAGS.output}: cannot be written ({error})')
   report = config['report']
   logging.info('converted %d layers (%d arrays) of %s into %s', report['converted_layers'],
                report['converted_arrays'], config['model'], FLAGS.output)

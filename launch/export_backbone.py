@@ -9,13 +9,12 @@ is written whole or not at all, and never over an existing folder that has files
 """
 
 import os
-import shutil
 
 from absl import flags
 
 import common_flags
 import jax_startup
-from skinjax.convert.converted_weights import save_converted
+from skinjax.convert.converted_weights import check_output_free, save_converted
 from skinjax.evaluation.restore import restore_run
 from skinjax.models import MODELS
 from skinjax.train.spec import ConfigError
@@ -46,8 +45,11 @@ def main(values, rest):
   except common_flags.CommandLineError as error:
     common_flags.fail(str(error))
   output = values.output
-  if os.path.isfile(output) or (os.path.isdir(output) and os.listdir(output)):
-    common_flags.fail(f'--output={output}: exists and is not an empty folder')
+  occupied = f'--output={output}: exists and is not an empty folder'
+  try:
+    check_output_free(output)
+  except FileExistsError:
+    common_flags.fail(occupied)
   if not os.path.isdir(values.workdir):
     common_flags.fail(f'--workdir={values.workdir}: no such folder')
   jax_startup.start()
@@ -66,14 +68,12 @@ def main(values, rest):
             'source': f'skinjax run {os.path.abspath(values.workdir)}, step {run.step}',
             'trained_on': run.description.get('dataset_full_name'),
             'left_out': run.description.get('left_out')}
-  partial = f'{output.rstrip(os.sep)}.partial-{os.getpid()}'
   try:
-    save_converted(partial, variables, config)
-    if os.path.isdir(output):
-      os.rmdir(output)  # empty, checked above
-    os.replace(partial, output)
-  finally:
-    shutil.rmtree(partial, ignore_errors=True)
+    save_converted(output, variables, config)
+  except FileExistsError:  # filled by another process since the check above
+    common_flags.fail(occupied)
+  except OSError as error:
+    common_flags.fail(f'--output={output}: cannot be written ({error})')
   print(f'{name} backbone of {values.workdir} (step {run.step}) -> {output}')
 
 

@@ -1,8 +1,13 @@
 """Keras -> Flax conversion: a rename, every problem reported, checkpoints that load back."""
 
+import contextlib
+
 import h5py
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
+
+from skinjax.convert import converted_weights
 
 from skinjax.convert.keras_efficientnet_v2 import (ConversionError, abstract_variables,
                                                    expected_layers, load_converted,
@@ -80,3 +85,48 @@ def test_converted_weights_load_back_with_their_config(expected, tmp_path):
                                 variables['batch_stats']['top_bn']['var'])
   np.testing.assert_array_equal(loaded['params']['block6b']['se_reduce']['kernel'],
                                 variables['params']['block6b']['se_reduce']['kernel'])
+
+
+def small_variables():
+  return {'params': {'dense': {'kernel': np.arange(12, dtype=np.float32).reshape(3, 4)}}}
+
+
+def test_a_folder_filled_by_another_conversion_meanwhile_is_kept_and_named(tmp_path,
+                                                                             monkeypatch):
+  output = tmp_path / 'converted'
+  real_manager = converted_weights._manager
+
+  @contextlib.contextmanager
+  def another_process_finishes_first(directory, **kwargs):
+    with real_manager(directory, **kwargs) as manager:
+      yield manager
+    output.mkdir()
+    (output / 'theirs').write_text('kept')
+
+  monkeypatch.setattr(converted_weights, '_manager', another_process_finishes_first)
+  with pytest.raises(FileExistsError, match=f'{output} exists and is not an empty folder'):
+    save_converted(str(output), small_variables(), {'model': 'x'})
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['converted']  # no partial left
+  assert [p.name for p in output.iterdir()] == ['theirs']
+
+
+def test_a_conversion_that_fails_while_writing_leaves_nothing(tmp_path, monkeypatch):
+  def full_disk(self, *args, **kwargs):
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', full_disk)
+  with pytest.raises(OSError, match='No space left'):
+    save_converted(str(tmp_path / 'converted'), small_variables(), {'model': 'x'})
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_folder_is_taken_and_an_occupied_one_refused_before_writing(tmp_path):
+  (tmp_path / 'empty').mkdir()
+  save_converted(str(tmp_path / 'empty'), small_variables(), {'model': 'x'})
+  assert (tmp_path / 'empty' / '0').is_dir()
+  with pytest.raises(FileExistsError, match='empty exists and is not an empty folder'):
+    save_converted(str(tmp_path / 'empty'), small_variables(), {'model': 'x'})
+  (tmp_path / 'file').write_text('a file')
+  with pytest.raises(FileExistsError, match='file exists and is not an empty folder'):
+    save_converted(str(tmp_path / 'file'), small_variables(), {'model': 'x'})
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['empty', 'file']

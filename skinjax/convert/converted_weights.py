@@ -6,7 +6,9 @@ below training, and a converted file is read by `--config.init_from` long after.
 layout (items `state`, `config`, `progress` of step 0) is the one earlier versions wrote.
 """
 
+import errno
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -22,13 +24,38 @@ def _manager(directory: str, *, read_only: bool) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options)
 
 
+def check_output_free(directory: str) -> None:
+  """FileExistsError unless `directory` is absent or an empty folder (what
+  `save_converted` writes into): callers check it before a long conversion too."""
+  if os.path.isfile(directory) or (os.path.isdir(directory) and os.listdir(directory)):
+    raise FileExistsError(f'{directory} exists and is not an empty folder')
+
+
 def save_converted(directory: str, variables: dict, config: dict) -> None:
-  """Writes `variables` and `config` as step 0 of an orbax checkpoint in `directory`."""
-  with _manager(directory, read_only=False) as manager:
-    manager.save(_STEP, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(variables), config=ocp.args.JsonSave(config),
-        progress=ocp.args.JsonSave({'converted': True})), force=True)
-    manager.wait_until_finished()
+  """Writes `variables` and `config` as step 0 of an orbax checkpoint in `directory`.
+
+  `directory` must not exist or be an empty folder. The checkpoint is written beside it
+  and moved into place whole, so a conversion killed midway or a second one writing to the
+  same folder leaves no half-written folder: FileExistsError when `directory` is (or became,
+  meanwhile) a file or a folder with something in it.
+  """
+  directory = os.path.abspath(os.fspath(directory))
+  check_output_free(directory)
+  partial = f'{directory}.partial-{os.getpid()}'
+  try:
+    with _manager(partial, read_only=False) as manager:
+      manager.save(_STEP, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(variables), config=ocp.args.JsonSave(config),
+          progress=ocp.args.JsonSave({'converted': True})), force=True)
+      manager.wait_until_finished()
+    try:
+      os.rename(partial, directory)  # atomic; takes the place of an empty folder only
+    except OSError as error:
+      if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+        raise FileExistsError(f'{directory} exists and is not an empty folder') from error
+      raise
+  finally:
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def load_converted(directory: str) -> tuple[Any, dict]:

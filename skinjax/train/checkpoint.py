@@ -88,21 +88,12 @@ def _event_loop_closed(error) -> bool:
   return isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'
 
 
-class _DropReadsOfADamagedStep:
-  """A logging filter for asyncio's 'Task exception was never retrieved': the other reads
-  of a step that failed to load, whose error the damage report already names."""
-
-  def filter(self, record):
-    return not record.getMessage().startswith('Task exception was never retrieved')
-
-
-def _quiet_reads_of_damaged_steps():
-  """A restore that fails leaves tensorstore's other reads of that step in flight. When
-  they finish, Python prints each as a traceback that says nothing the damage report does
-  not: their callbacks meet orbax's closed event loop ('Event loop is closed', through
-  sys.unraisablehook or, from tensorstore's threads, sys.excepthook), and asyncio logs the
-  tasks that failed too. Installed before the first read (those reads race the caller's
-  except clause); only these are dropped, anything else reaches the usual hooks."""
+def _quiet_reads_after_the_event_loop_closed():
+  """A restore that fails leaves tensorstore's other reads of that step in flight; when
+  they finish, their callbacks meet orbax's closed event loop and Python prints each as an
+  'Event loop is closed' traceback (through sys.unraisablehook or, from tensorstore's
+  threads, sys.excepthook) that says nothing about the damage. Installed before the first
+  read, as those reads race the caller's except clause; only that error is dropped."""
   if getattr(sys.unraisablehook, 'skinjax_quiet', False):
     return
   previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
@@ -117,7 +108,21 @@ def _quiet_reads_of_damaged_steps():
 
   unraisable_hook.skinjax_quiet = True
   sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
-  logging.getLogger('asyncio').addFilter(_DropReadsOfADamagedStep())
+
+
+class _DropFailedReadsOfADamagedStep(logging.Filter):
+  """asyncio's 'Task exception was never retrieved' for the other reads of a step that
+  failed to load (logged when their tasks are collected, after the except clause that
+  reports the step): the damage report already names the step and its first error."""
+
+  def filter(self, record):
+    return not record.getMessage().startswith('Task exception was never retrieved')
+
+
+def _quiet_failed_reads_of_a_damaged_step():
+  asyncio_log = logging.getLogger('asyncio')
+  if not any(isinstance(f, _DropFailedReadsOfADamagedStep) for f in asyncio_log.filters):
+    asyncio_log.addFilter(_DropFailedReadsOfADamagedStep())
 
 
 def _cause(error: BaseException) -> str:
@@ -234,18 +239,20 @@ class Checkpointer:
     are damaged (truncated, missing, overwritten) is skipped; damaged lists (step, cause)
     for each. CheckpointDamagedError when none loads.
     """
-    _quiet_reads_of_damaged_steps()
+    _quiet_reads_after_the_event_loop_closed()
     damaged = []
     for step in steps:
       try:
         config, progress = self.read_config(step)
       except Exception as error:  # orbax and tensorstore raise many kinds for bad files
+        _quiet_failed_reads_of_a_damaged_step()
         damaged.append((step, _cause(error)))
         continue
       template = template_for(config, progress)  # its refusals are the caller's to raise
       try:
         state, config, progress = self.restore(template, step)
       except Exception as error:
+        _quiet_failed_reads_of_a_damaged_step()
         damaged.append((step, _cause(error)))
         continue
       return state, config, progress, step, damaged
