@@ -18,14 +18,32 @@ for _flag in _flags:
   if _flag.split('=')[0] not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + _flag).strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-# Many tests (and the launchers they start) compile the same small programs: a
-# compilation cache shared by the session's processes compiles each once.
-if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+# The session's scratch: what its processes leave in the temporary folder goes into one
+# folder of its own, removed when the session ends (TFDS leaves an empty folder there for
+# every builder it constructs before preparing, about 290 a run; the builder tests leave
+# their fake downloads). pytest's own tmp_path folders stay where they were, three runs kept.
+SCRATCH_VARIABLE = 'SKINJAX_TEST_SCRATCH'
+if SCRATCH_VARIABLE not in os.environ:  # the controller; xdist's workers inherit it
   import tempfile
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='skinjax_test_xla_cache_')
-  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.3'
+  os.environ.setdefault('PYTEST_DEBUG_TEMPROOT', tempfile.gettempdir())
+  os.environ[SCRATCH_VARIABLE] = tempfile.mkdtemp(prefix='skinjax_test_scratch_')
+  os.environ['TMPDIR'] = os.environ[SCRATCH_VARIABLE]
+  tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+  # Many tests (and the launchers they start) compile the same small programs: a
+  # compilation cache shared by the session's processes compiles each once.
+  if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+    os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(os.environ[SCRATCH_VARIABLE],
+                                                           'xla_cache')
+    os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.3'
 
 import pytest  # noqa: E402
+
+
+def pytest_unconfigure(config):
+  """The controller removes the scratch once every worker has ended."""
+  if not hasattr(config, 'workerinput'):
+    import shutil
+    shutil.rmtree(os.environ[SCRATCH_VARIABLE], ignore_errors=True)
 
 # A new jitted program is lowered to MLIR once per compilation request, before the
 # persistent cache is consulted; counting lowerings counts compilations that the cache
