@@ -20,10 +20,13 @@ for _flag in _flags:
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # The session's scratch: what its processes leave in the temporary folder goes into one
 # folder of its own, removed when the session ends (TFDS leaves an empty folder there for
-# every builder it constructs before preparing, about 290 a run; the builder tests leave
+# every builder it constructs before preparing, hundreds a run; the builder tests leave
 # their fake downloads). pytest's own tmp_path folders stay where they were, three runs kept.
 SCRATCH_VARIABLE = 'SKINJAX_TEST_SCRATCH'
-if SCRATCH_VARIABLE not in os.environ:  # the controller; xdist's workers inherit it
+# Only the process that made it removes it: not xdist's workers (they inherit it), nor a
+# session started inside another one with the variable set.
+_MADE_THE_SCRATCH = SCRATCH_VARIABLE not in os.environ
+if _MADE_THE_SCRATCH:
   import tempfile
   os.environ.setdefault('PYTEST_DEBUG_TEMPROOT', tempfile.gettempdir())
   os.environ[SCRATCH_VARIABLE] = tempfile.mkdtemp(prefix='skinjax_test_scratch_')
@@ -40,8 +43,9 @@ import pytest  # noqa: E402
 
 
 def pytest_unconfigure(config):
-  """The controller removes the scratch once every worker has ended."""
-  if not hasattr(config, 'workerinput'):
+  """The session that made the scratch removes it, once every worker has ended."""
+  del config
+  if _MADE_THE_SCRATCH:
     import shutil
     shutil.rmtree(os.environ[SCRATCH_VARIABLE], ignore_errors=True)
 

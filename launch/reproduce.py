@@ -380,7 +380,10 @@ def prepare_places(values) -> dict:
   if given['data_root'] is not None and not os.path.isdir(given['data_root']):
     raise common_flags.CommandLineError(f'--data_root={given["data_root"]}: no such folder')
   places = {key: value if value is None else repo_path(value) for key, value in given.items()}
+  # The tables' file is the user's own, not a command's argument: named as a whole path in
+  # messages, whichever folder they ran from.
   places.update(scale=values.scale, tfds=os.path.join(places['workdir'], 'tfds'),
+                results_file=os.path.abspath(given['results_file']),
                 figures=os.path.join(places['summaries'], 'figures'))
   for flag in ('workdir', 'summaries'):
     if os.path.exists(given[flag]) and not os.path.isdir(given[flag]):

@@ -41,3 +41,18 @@ def test_the_session_removes_what_its_processes_left_in_the_temporary_folder(tmp
   assert not scratch.exists() and not Path(seen['made']).exists()
   # pytest's own folders are kept, outside the scratch, for a look after a failure.
   assert Path(seen['tmp_path']).exists() and scratch not in Path(seen['tmp_path']).parents
+
+
+def test_a_session_started_inside_another_leaves_the_outer_scratch_alone(tmp_path):
+  # As a test that runs pytest without clearing the environment would: the inner session
+  # uses the outer one's scratch and must not remove it while the outer one still runs.
+  (tmp_path / 'test_inner.py').write_text('def test_nothing():\n  pass\n')
+  outer = tmp_path / 'outer_scratch'
+  outer.mkdir()
+  (outer / 'in_use').write_text('the outer session is still using this')
+  env = dict(os.environ, SKINJAX_TEST_SCRATCH=str(outer), PYTHONPATH=str(REPO))
+  done = subprocess.run([sys.executable, '-m', 'pytest', '-p', 'conftest', '-p', 'no:cacheprovider',
+                         '-q', '-n', '0', f'--rootdir={tmp_path}', str(tmp_path / 'test_inner.py')],
+                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+  assert (outer / 'in_use').read_text() == 'the outer session is still using this'
