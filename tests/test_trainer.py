@@ -43,6 +43,22 @@ def test_a_run_leaves_its_logs_checkpoints_and_report(classifier_run):
     assert Path(report['figures'][figure]).stat().st_size > 10_000
 
 
+def test_tensorboard_reads_each_epochs_scalars_at_its_step(classifier_run):
+  # Written without TensorFlow (skinjax.train.metric_writer.EventFile), read by TensorBoard.
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  from tensorboard.util.tensor_util import make_ndarray
+  workdir, _ = classifier_run
+  events = EventAccumulator(str(workdir / 'tensorboard'))
+  events.Reload()
+  history = read_history(str(workdir))
+  for tag, value in [('train/loss', lambda r: r['train']['loss']),
+                     ('validation/accuracy', lambda r: r['validation']['accuracy']),
+                     ('images_per_second', lambda r: r['images_per_second'])]:
+    assert events.summary_metadata[tag].plugin_data.plugin_name == 'scalars'
+    assert [(e.step, float(make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)] == [
+        (r['step'], pytest.approx(value(r), rel=1e-6)) for r in history]
+
+
 def assert_same_params(workdir_a, workdir_b, rtol=0.0):
   a, b = (restore_run(str(w), step='latest') for w in (workdir_a, workdir_b))
   assert a.step == b.step

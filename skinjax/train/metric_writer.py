@@ -3,11 +3,17 @@
 Only process 0 writes (the others' writers do nothing), as in multi-process runs.
 """
 
+import itertools
 import json
 import math
 import os
+import socket
+import time
 
 import jax
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 METRICS_FILE = 'metrics.jsonl'
 SUMMARY_KEYS = ('loss', 'accuracy', 'balanced_accuracy', 'dice', 'iou', 'mean_iou')
@@ -39,6 +45,36 @@ def summary_line(epoch: int, num_epochs: int, record: dict) -> str:
   return ' | '.join(parts)
 
 
+_EVENT_FILES = itertools.count()  # this process's event files, for unique names
+
+
+class EventFile:
+  """A TensorBoard event file (TFRecord-framed `Event` protos, as tf.summary writes them),
+  written with the tensorboard package alone: TensorFlow's writer cost every training
+  process TensorFlow's import, 6 s of a launcher's start on 2 cores."""
+
+  def __init__(self, folder: str):
+    os.makedirs(folder, exist_ok=True)
+    name = (f'events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.'
+            f'{os.getpid()}.{next(_EVENT_FILES)}')
+    self._records = RecordWriter(open(os.path.join(folder, name), 'wb'))
+    self._write(event_pb2.Event(wall_time=time.time(), file_version='brain.Event:2'))
+
+  def _write(self, event):
+    self._records.write(event.SerializeToString())
+    self._records.flush()
+
+  def scalars(self, step: int, values: dict[str, float]):
+    """One event at `step` holding each value as a scalar summary (TensorBoard's scalars
+    plugin, the form tf.summary.scalar writes)."""
+    summary = summary_pb2.Summary(value=[value for tag, number in values.items()
+                                         for value in scalar_pb(tag, number).value])
+    self._write(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+
+  def close(self):
+    self._records.close()
+
+
 class MetricWriter:
   """Appends epoch records to <workdir>/metrics.jsonl and <workdir>/tensorboard/.
 
@@ -59,8 +95,7 @@ class MetricWriter:
     with open(temporary, 'w') as file:
       file.writelines(json.dumps(record) + '\n' for record in kept)
     os.replace(temporary, self.path)
-    import tensorflow as tf  # TensorBoard's writer; TF is here for TFDS already
-    self._tensorboard = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+    self._tensorboard = EventFile(os.path.join(workdir, 'tensorboard'))
 
   def write(self, record: dict):
     """record: {'epoch', 'step', 'train': {...}, 'validation': {...}, ...}."""
@@ -69,14 +104,10 @@ class MetricWriter:
       return
     with open(self.path, 'a') as file:
       file.write(json.dumps(record) + '\n')
-    import tensorflow as tf
-    scalars = {**_scalars('train', record.get('train', {})),
-               **_scalars('validation', record.get('validation', {})),
-               'images_per_second': float(record['images_per_second'])}
-    with self._tensorboard.as_default(step=record['step']):
-      for name, value in scalars.items():
-        tf.summary.scalar(name, value)
-    self._tensorboard.flush()
+    self._tensorboard.scalars(record['step'], {
+        **_scalars('train', record.get('train', {})),
+        **_scalars('validation', record.get('validation', {})),
+        'images_per_second': float(record['images_per_second'])})
 
   def close(self):
     if self._tensorboard is not None:
