@@ -1,6 +1,9 @@
 """`make reproduce` at its tiny scale: every row runs, its tables land between their markers
 with the runs' own scores, a rerun redoes nothing, an interrupted run is continued, and
-each misuse stops in one line with nothing written."""
+each misuse stops in one line with nothing written. Paper 2's chain runs in the same plan:
+the HAM10000 pretraining leaves ISIC9's validation and test images out, exports its
+backbone, and the ISIC9 run that --only names starts from that backbone (the pretraining
+is run for it)."""
 
 import json
 import os
@@ -8,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -16,19 +20,26 @@ import launcher_env
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'launch'))
 import reproduce_plan  # noqa: E402  (launch/ is not a package)
+from skinjax.convert.converted_weights import load_converted  # noqa: E402
+from skinjax.evaluation.restore import restore_run  # noqa: E402
 from skinjax.train.lock import WorkdirLock  # noqa: E402
 
 # Paper 1's runs that take each path of the driver run here: a classifier (the first seed of
 # a headline row), the U-Net with its PH2 and k-means evaluations, the crops of Fig. 17 (the
 # other rows differ in overrides only, and every row's commands are checked in
-# test_reproduce_plan.py; the seeds' mean and spread in test_reproduce_tables.py); paper 2's
-# chain in test_reproduce_paper2.py.
+# test_reproduce_plan.py; the seeds' mean and spread in test_reproduce_tables.py); and paper
+# 2's chain, in the same plan run (one set of synthetic layouts and HAM10000 build for both).
 PAPER1 = ('dcn_paper_aug_s0', 'dcn_lesion_crops_s0')
+RUN = 'b3_all9_ham10000_grouped_s0'  # paper 2's, from the pretraining's backbone
+PRETRAINING = 'b3_ham10000_grouped_s0'
+NAMED = PAPER1 + (RUN,)  # what --only names
+NEEDED = {'dcn_lesion_crops_s0': 'unet_ham10000_s0', RUN: PRETRAINING}  # and what they use
+ONLY = f'--only={",".join(NAMED)}'
 HAND_WRITTEN_ABOVE = '# Results\n\nA paragraph written by hand, above the tables.\n\n'
 HAND_WRITTEN_BELOW = '\n## Written by hand below\n\nIt stays as it is.\n'
 
 
-def reproduce(*args, timeout=900):
+def reproduce(*args, timeout=1200):
   return subprocess.run([sys.executable, str(REPO / 'launch' / 'reproduce.py'),
                          '--scale=tiny', *args], capture_output=True, text=True,
                         timeout=timeout, env=launcher_env.with_devices(1))
@@ -42,15 +53,14 @@ def tiny(tmp_path_factory):
   results = root / 'RESULTS.md'
   begin, end = ('<!-- reproduce:tiny:table6 begin -->', '<!-- reproduce:tiny:table6 end -->')
   results.write_text(f'{HAND_WRITTEN_ABOVE}{begin}\nstale\n{end}\n{HAND_WRITTEN_BELOW}')
-  done = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}',
-                   f'--only={",".join(PAPER1)}')
+  done = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}', ONLY)
   assert done.returncode == 0, done.stderr[-3000:]
   return root, results, done
 
 
-def paper1_runs():
-  """The runs --only=PAPER1 runs: those it names and the U-Net the crops need."""
-  names = ('dcn_paper_aug_s0', 'dcn_lesion_crops_s0', 'unet_ham10000_s0')
+def planned_runs():
+  """The runs ONLY runs: those it names and the runs they use."""
+  names = set(NAMED) | set(NEEDED.values())
   return [run for run in reproduce_plan.runs('tiny') if run.name in names]
 
 
@@ -59,10 +69,17 @@ def summaries(root):
   return {path.stem: json.loads(path.read_text()) for path in folder.glob('*.json')}
 
 
+def test_only_runs_the_named_runs_and_those_they_start_from_first(tiny):
+  root, _, done = tiny
+  assert sorted(summaries(root)) == sorted(set(NAMED) | set(NEEDED.values()))
+  for run, needed in NEEDED.items():
+    assert done.stdout.index(f'reproduce: {needed} ') < done.stdout.index(f'reproduce: {run} ')
+
+
 def test_every_planned_run_leaves_a_summary_with_its_reports_scores(tiny):
   root, _, _ = tiny
   found = summaries(root)
-  assert sorted(found) == sorted(run.name for run in paper1_runs())
+  assert sorted(found) == sorted(run.name for run in planned_runs())
   for name, summary in found.items():
     report = json.loads((root / 'runs' / name / 'report' / 'test' / 'report.json').read_text())
     assert summary['scores']['test']['metrics'] == report['metrics']
@@ -114,14 +131,69 @@ def test_tables_hold_the_runs_scores_and_leave_the_text_around(tiny):
   assert cells[-2] == str(crops['crops']['no_lesion_found'])
 
 
+def test_the_pretraining_leaves_out_isic9_validation_and_test_images(tiny):
+  root, _, _ = tiny
+  summary = summaries(root)[PRETRAINING]
+  left_out = json.loads((root / 'runs' / PRETRAINING / 'left_out.json').read_text())
+  assert summary['left_out']['count'] == left_out['count'] > 0  # the planted copies
+  assert summary['left_out']['splits'] == ['validation', 'test']
+  assert summary['left_out']['dataset'].startswith('isic9/all9/')
+
+
+def test_the_isic9_run_starts_from_the_exported_backbone(tiny):
+  root, results, _ = tiny
+  exported, config = load_converted(str(root / 'runs' / PRETRAINING / 'backbone'))
+  pretrained = restore_run(str(root / 'runs' / PRETRAINING))
+  assert config['model'] == 'efficientnetv2_tiny' and str(pretrained.step) in config['source']
+  for ours, theirs in zip(jax.tree.leaves(exported['params']),
+                          jax.tree.leaves(pretrained.state.params['backbone'])):
+    np.testing.assert_array_equal(ours, theirs)
+  log = (root / 'runs' / RUN / 'reproduce.log').read_text()
+  backbone = root / 'runs' / PRETRAINING / 'backbone'  # absolute, or relative where shorter
+  assert any(f'initialising the backbone from {shown}' in log
+             for shown in (backbone, os.path.relpath(backbone, REPO)))
+  assert summaries(root)[RUN]['best_epoch']['validation']['accuracy'] >= 0
+  text = results.read_text()
+  assert '| all9: paper 2 as published' in text and 'not run yet' in text
+
+
+def launcher(script, *args):
+  return subprocess.run([sys.executable, str(REPO / 'launch' / script), *args],
+                        capture_output=True, text=True, timeout=900,
+                        env=launcher_env.with_devices(1))
+
+
+def test_export_backbone_refuses_what_it_cannot_do_in_one_line(tiny, tmp_path):
+  root, _, _ = tiny
+  pretraining = root / 'runs' / PRETRAINING
+  occupied = tmp_path / 'occupied'
+  occupied.mkdir()
+  (occupied / 'file').write_text('kept')
+  cases = [
+      ([f'--workdir={pretraining}', f'--output={occupied}'], 'exists and is not an '
+       'empty folder'),
+      ([f'--workdir={tmp_path / "none"}', f'--output={tmp_path / "out"}'], 'no such folder'),
+      ([f'--workdir={root / "runs" / "dcn"}', f'--output={tmp_path / "out"}'],
+       'no such folder'),
+      ([f'--workdir={pretraining}', f'--output={tmp_path / "out"}', '--step=x'],
+       "--step=x: expected 'best', 'latest' or a step number"),
+  ]
+  for args, message in cases:
+    result = launcher('export_backbone.py', *args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and message in lines[-1], result.stderr[-1500:]
+    assert 'Traceback' not in result.stderr
+  assert (occupied / 'file').read_text() == 'kept'
+  assert not (tmp_path / 'out').exists()
+
+
 def test_a_rerun_trains_nothing_and_writes_the_same_tables(tiny):
   root, results, _ = tiny
   before = results.read_text()
-  again = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}',
-                    f'--only={",".join(PAPER1)}')
+  again = reproduce(f'--workdir={root / "runs"}', f'--results_file={results}', ONLY)
   assert again.returncode == 0, again.stderr[-2000:]
   assert 'launch/train.py' not in again.stderr  # no launcher ran
-  assert again.stdout.count('done (its summary is kept)') == len(paper1_runs())
+  assert again.stdout.count('done (its summary is kept)') == len(planned_runs())
   assert results.read_text() == before
 
 
