@@ -23,7 +23,7 @@ from skinjax.train.checkpoint import Checkpointer
 from skinjax.train.spec import ConfigError
 from skinjax.train.tasks import ClassificationTask
 from skinjax.train.workdir import checkpoint_dir
-from training_runs import classifier_spec, train
+from training_runs import classifier_spec, train, train_only
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'interrupted_run.py')
 
@@ -54,7 +54,7 @@ def test_a_sigkilled_run_resumes_from_its_last_complete_checkpoint(
   assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
   complete = Checkpointer(checkpoint_dir(str(workdir)), read_only=True).all_steps()
   assert complete, 'no checkpoint completed before the kill'
-  train(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
+  train_only(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
   assert_same_params(workdir, classifier_run[0])
 
 
@@ -69,7 +69,7 @@ def test_a_checkpoint_the_disk_refuses_is_named_never_loaded_and_the_run_resumes
                    r'\(.*File too large.*\); it will not be loaded, the last complete '
                    r'checkpoint is step 8', result.stderr), result.stderr[-2000:]
   assert Checkpointer(checkpoint_dir(str(workdir)), read_only=True).all_steps() == [4, 8]
-  train(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
+  train_only(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
   assert_same_params(workdir, classifier_run[0])
 
 
@@ -81,7 +81,7 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_the_run_resumes(classifier_run
   assert 'stopped by SIGTERM at step 7; checkpoint saved' in result.stderr
   checkpoints = Checkpointer(checkpoint_dir(str(workdir)), read_only=True)
   assert checkpoints.latest_step() == 7
-  train(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
+  train_only(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
   assert_same_params(workdir, classifier_run[0])
 
 
@@ -92,7 +92,7 @@ def test_sigint_saves_a_checkpoint_exits_130_and_the_run_resumes(classifier_run,
   assert result.returncode == 130, result.stderr[-2000:]
   assert 'stopped by SIGINT at step 7; checkpoint saved' in result.stderr
   assert Checkpointer(checkpoint_dir(str(workdir)), read_only=True).latest_step() == 7
-  train(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
+  train_only(classifier_spec(epochs=2, checkpoint_every_steps=4), workdir, layouts)
   assert_same_params(workdir, classifier_run[0])
 
 
@@ -147,7 +147,7 @@ def test_a_nonfinite_loss_stops_the_run_naming_step_and_batch_and_saves_nothing_
   config = classifier_spec(epochs=2, augment='none', balance='none')
   poisoned, step, image_id = poisoned_run(monkeypatch, layouts, config)
   with pytest.raises(trainer.NonFiniteError, match=rf'^step {step} \(epoch 2\)') as error:
-    train(config, tmp_path / 'run', layouts)
+    train_only(config, tmp_path / 'run', layouts)
   assert str(poisoned) in str(error.value) and image_id in str(error.value)
   checkpoints = Checkpointer(checkpoint_dir(str(tmp_path / 'run')), read_only=True)
   # The only checkpoint is epoch 1's end.
@@ -175,5 +175,5 @@ def test_a_disk_too_small_for_the_checkpoints_is_named_before_training(layouts, 
                       lambda path: real(path)._replace(free=100_000))
   with pytest.raises(ConfigError,
                      match=r'^--workdir: 0\.1 MiB free on the disk of .*checkpoints need about'):
-    train(classifier_spec(epochs=1), tmp_path / 'run', layouts)
+    train_only(classifier_spec(epochs=1), tmp_path / 'run', layouts)
   assert not (tmp_path / 'run' / 'metrics.jsonl').exists()

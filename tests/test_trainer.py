@@ -20,7 +20,7 @@ from skinjax.train.metric_writer import read_history
 from skinjax.train.spec import ConfigError, RunSpec, check_layout
 from skinjax.train.workdir import check_writable
 import launcher_env
-from training_runs import classifier_spec, train
+from training_runs import classifier_spec, train, train_only
 
 REPO = Path(__file__).resolve().parents[1]
 tfds.disable_progress_bar()
@@ -73,8 +73,8 @@ def test_a_run_stopped_after_epoch_2_and_resumed_ends_where_an_uninterrupted_run
     classifier_run, layouts, tmp_path):
   # classifier_run stopped after its 2 epochs; a copy of it goes on to 3.
   shutil.copytree(classifier_run[0], tmp_path / 'resumed')
-  train(classifier_spec(epochs=3), tmp_path / 'resumed', layouts)  # same workdir: resumes
-  train(classifier_spec(epochs=3), tmp_path / 'straight', layouts)
+  train_only(classifier_spec(epochs=3), tmp_path / 'resumed', layouts)  # same workdir: resumes
+  train_only(classifier_spec(epochs=3), tmp_path / 'straight', layouts)
   assert_same_params(tmp_path / 'resumed', tmp_path / 'straight')
   assert [r['epoch'] for r in read_history(str(tmp_path / 'resumed'))] == [0, 1, 2]
 
@@ -82,9 +82,9 @@ def test_a_run_stopped_after_epoch_2_and_resumed_ends_where_an_uninterrupted_run
 RESUME_WITH_JIT = """
 import logging, sys
 logging.basicConfig(level=logging.INFO)
-from training_runs import classifier_spec, train
-train(classifier_spec(epochs=2, augment='none', balance='none', parallel='jit'),
-      sys.argv[1], {'data_dir': sys.argv[2], 'ham10000': sys.argv[3]})
+from training_runs import classifier_spec, train_only
+train_only(classifier_spec(epochs=2, augment='none', balance='none', parallel='jit'),
+           sys.argv[1], {'data_dir': sys.argv[2], 'ham10000': sys.argv[3]})
 """
 
 
@@ -93,9 +93,11 @@ def test_a_pmap_run_on_4_devices_resumes_with_jit_on_2(layouts, tmp_path):
   # this run has none; unbalanced, an epoch is 3 steps, so that Adam does not amplify
   # round-off into the comparison. One epoch with pmap on 4 devices, then the second on
   # 4 devices with pmap and on 2 with jit: the same parameters, to float32 round-off.
-  train(classifier_spec(epochs=1, augment='none', balance='none'), tmp_path / 'pmap4', layouts)
+  train_only(classifier_spec(epochs=1, augment='none', balance='none'), tmp_path / 'pmap4',
+             layouts)
   shutil.copytree(tmp_path / 'pmap4', tmp_path / 'jit2')
-  train(classifier_spec(epochs=2, augment='none', balance='none'), tmp_path / 'pmap4', layouts)
+  train_only(classifier_spec(epochs=2, augment='none', balance='none'), tmp_path / 'pmap4',
+             layouts)
   env = launcher_env.with_devices(2, PYTHONPATH=os.pathsep.join([str(REPO / 'tests'),
                                                                  str(REPO)]))
   env.pop('JAX_COMPILATION_CACHE_DIR', None)  # programs of another device assignment
@@ -214,7 +216,7 @@ def test_class_weighted_loss_keeps_the_train_splits_weights_for_the_restored_run
   from sklearn.utils.class_weight import compute_class_weight
   from skinjax.data import experiment_data
   spec = classifier_spec(epochs=1, balance='class_weights', augment='none')
-  train(spec, tmp_path / 'weighted', layouts)
+  train_only(spec, tmp_path / 'weighted', layouts)
   data = experiment_data.prepare(spec, data_dir=layouts['data_dir'],
                                  manual_dir=layouts['ham10000'])
   classes = len(synthetic.HAM10000_CLASSES)

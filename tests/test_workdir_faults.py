@@ -20,7 +20,7 @@ import pytest
 
 from skinjax.train.checkpoint import Checkpointer
 from skinjax.train.workdir import checkpoint_dir
-from training_runs import classifier_spec, train
+from training_runs import classifier_spec, train_only
 import launcher_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,7 +182,7 @@ def test_a_resume_passes_over_a_damaged_latest_checkpoint_and_sets_it_aside(
   steps = Checkpointer(checkpoint_dir(str(workdir)), read_only=True).all_steps()
   damage(workdir / 'checkpoints' / str(steps[-1]), 'truncated')
   with caplog.at_level('WARNING'):
-    train(classifier_spec(epochs=3), workdir, layouts)
+    train_only(classifier_spec(epochs=3), workdir, layouts)
   assert f'loaded step {steps[-2]} instead' in caplog.text
   assert list((workdir / 'checkpoints').glob(f'{steps[-1]}.damaged-*'))
   final = Checkpointer(checkpoint_dir(str(workdir)), read_only=True).all_steps()

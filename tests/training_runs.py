@@ -24,10 +24,16 @@ def segmenter_spec(epochs=2, **changes) -> RunSpec:
   return RunSpec(**{**fields, **changes})
 
 
+def train_only(spec, workdir, layouts, dataset=None) -> trainer.TrainResult:
+  """Trains (or resumes) `spec` in `workdir` on the synthetic `layouts`, without the test
+  split's evaluation and report: for tests that look at the checkpoints and logs alone."""
+  return trainer.train(spec, str(workdir), data_dir=layouts['data_dir'],
+                       manual_dir=layouts[dataset or spec.dataset], show_progress=False)
+
+
 def train(spec, workdir, layouts, dataset=None):
   """Trains `spec` in `workdir` on the synthetic `layouts`, scores the test split as the
   launcher does; returns the test metrics."""
-  result = trainer.train(spec, str(workdir), data_dir=layouts['data_dir'],
-                         manual_dir=layouts[dataset or spec.dataset], show_progress=False)
+  result = train_only(spec, workdir, layouts, dataset)
   return evaluate_workdir(str(workdir), split='test', history=result.history).metrics
 
