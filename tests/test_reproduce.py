@@ -3,7 +3,7 @@ with the runs' own scores, a rerun redoes nothing, an interrupted run is continu
 each misuse stops in one line with nothing written. Paper 2's chain runs in the same plan:
 the HAM10000 pretraining leaves ISIC9's validation and test images out, exports its
 backbone, and the ISIC9 run that --only names starts from that backbone (the pretraining
-is run for it)."""
+is run for it) and trains paper 2's two phases, keeping each phase's final weights."""
 
 import json
 import os
@@ -22,7 +22,10 @@ sys.path.insert(0, str(REPO / 'launch'))
 import reproduce_plan  # noqa: E402  (launch/ is not a package)
 from skinjax.convert.converted_weights import load_converted  # noqa: E402
 from skinjax.evaluation.restore import restore_run  # noqa: E402
+from skinjax.train import build, phases  # noqa: E402
+from skinjax.train.checkpoint import Checkpointer  # noqa: E402
 from skinjax.train.lock import WorkdirLock  # noqa: E402
+from skinjax.train.workdir import phase_dir, spec_of  # noqa: E402
 
 # Paper 1's runs that take each path of the driver run here: a classifier (the first seed of
 # a headline row), the U-Net with its PH2 and k-means evaluations, the crops of Fig. 17 (the
@@ -155,6 +158,35 @@ def test_the_isic9_run_starts_from_the_exported_backbone(tiny):
   assert summaries(root)[RUN]['best_epoch']['validation']['accuracy'] >= 0
   text = results.read_text()
   assert '| all9: paper 2 as published' in text and 'not run yet' in text
+
+
+def restore_phase(workdir, spec, index):
+  checkpoints = Checkpointer(phase_dir(str(workdir), spec.phases[index].name), read_only=True)
+  description, progress = checkpoints.read_config()
+  model = build.model(spec, description['num_classes'])
+  template, _ = phases.state_template(spec.phases[index], model, spec.image_size)
+  state, _, _ = checkpoints.restore(template)
+  return state, progress
+
+
+def test_the_isic9_runs_two_phases_log_and_keep_their_final_weights(tiny):
+  # Paper 2's launch (launch/configs/efficientnetv2_b3_isic9.py at the tiny scale): the head
+  # on a frozen backbone, then fine-tuning, each phase's final weights kept.
+  root, _, _ = tiny
+  workdir = root / 'runs' / RUN
+  spec = spec_of(json.loads((workdir / 'config.json').read_text()))
+  lines = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert [line['phase'] for line in lines] == ['frozen', 'finetune']
+  frozen, frozen_progress = restore_phase(workdir, spec, 0)
+  tuned, tuned_progress = restore_phase(workdir, spec, 1)
+  assert frozen_progress['phase'] == 0 and tuned_progress['phase'] == 1
+  assert tuned_progress['step'] == 2 * frozen_progress['step']  # one epoch each
+  # Phase 2 moved the backbone that phase 1 kept frozen.
+  moved = jax.tree.map(lambda a, b: not np.array_equal(a, b),
+                       frozen.params['backbone'], tuned.params['backbone'])
+  assert any(jax.tree.leaves(moved))
+  report = json.loads((workdir / 'report' / 'test' / 'report.json').read_text())
+  assert len(report['class_names']) == 9 and 0.0 <= report['metrics']['accuracy'] <= 1.0
 
 
 def launcher(script, *args):
