@@ -17,8 +17,8 @@ def test_demo_builds_trains_evaluates_and_ends_with_its_summary(tmp_path):
   env = launcher_env.with_devices(1)
   result = subprocess.run(
       [sys.executable, os.path.join(REPO, 'launch', 'demo.py'), f'--workdir={tmp_path}',
-       '--classifier_epochs=1', '--segmenter_epochs=1', '--classifier_batch_size=4',
-       '--segmenter_batch_size=4', '--segmenter=unet_tiny', '--segmentation_size=32'],
+       '--classifier_epochs=1', '--segmenter_epochs=1', '--segmenter_batch_size=4',
+       '--segmenter=unet_tiny', '--segmentation_size=32'],
       capture_output=True, text=True, timeout=600, env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   assert (tmp_path / 'synthetic' / 'HAM10000' / 'HAM10000_metadata.csv').exists()
@@ -33,7 +33,7 @@ def test_demo_builds_trains_evaluates_and_ends_with_its_summary(tmp_path):
   assert where.startswith(f'reports under {tmp_path}/*/report/test/')
   expected = {
       'deepconvnet': ('deepconvnet on ham10000 at 28x28', 'accuracy',
-                      'changed: batch_size 4 (paper 64), epochs 1 (paper 20)'),
+                      'changed: batch_size 16 (paper 64), epochs 1 (paper 20)'),
       'unet': ('unet_tiny on ph2 at 32x32', 'dice',
                'changed: model unet_tiny (paper unet), bn_momentum 0.9 (paper 0.99), '
                'image_size 32 (paper 224), batch_size 4 (paper 16), epochs 1 (paper 100)'),
