@@ -1,5 +1,7 @@
 """benchmarks/conv_layers.py: it times every dense convolution a model has, as often as the
-model has it, and leaves the grouped ones to benchmarks/depthwise.py."""
+model has it, and leaves the grouped ones to benchmarks/depthwise.py; beside TensorFlow's
+timings where TensorFlow imports (B3's run), without that column where it does not (the
+others, TensorFlow hidden)."""
 
 import collections
 import os
@@ -8,11 +10,36 @@ import subprocess
 import sys
 
 import jax
+import pytest
 
 from skinjax.models import create_model
 from skinjax.train.state import init_variables
 
 REPO = Path(__file__).resolve().parent.parent
+# A sitecustomize that makes `import tensorflow` fail in every process started with it.
+HIDE_TENSORFLOW = '''
+import importlib.abc
+import sys
+
+
+class _Hidden(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split('.')[0] == 'tensorflow':
+      raise ImportError(f'{name} is hidden (tests/test_conv_layers_benchmark.py)')
+    return None
+
+
+sys.meta_path.insert(0, _Hidden())
+'''
+
+
+@pytest.fixture(scope='module')
+def without_tensorflow(tmp_path_factory):
+  """A PYTHONPATH folder whose sitecustomize hides TensorFlow: the TensorFlow column of one
+  run (B3's) is enough, and its import and per-layer tf.functions are most of a run."""
+  folder = tmp_path_factory.mktemp('hide_tensorflow')
+  (folder / 'sitecustomize.py').write_text(HIDE_TENSORFLOW)
+  return str(folder)
 
 
 def _dense_kernels(name, size, **kwargs):
@@ -28,19 +55,28 @@ def _dense_kernels(name, size, **kwargs):
       and not any(str(p.key).startswith(('upsample', 'dwconv')) for p in path))
 
 
-def _timed_layers(model, size, *flags):
+def _timed_layers(model, size, *flags, hide=None):
+  """The (kernel side, C_in, C_out) counts the benchmark timed; hide: a without_tensorflow
+  folder, for a run without TensorFlow's column (else that column must be filled)."""
   done = subprocess.run(
       [sys.executable, str(REPO / 'benchmarks' / 'conv_layers.py'), f'--model={model}',
        f'--image_size={size}', '--batch_size=1', '--windows=1', '--min_window_s=0.001',
        *flags], capture_output=True, text=True, timeout=300,
-      env={**os.environ, 'PYTHONPATH': os.pathsep.join([str(REPO), str(REPO / 'benchmarks')])})
+      env={**os.environ, 'PYTHONPATH': os.pathsep.join(
+          ([hide] if hide else []) + [str(REPO), str(REPO / 'benchmarks')])})
   assert done.returncode == 0, done.stderr[-3000:]
   lines = done.stdout.splitlines()
-  rows = [[cell.strip() for cell in line.split('|')[1:7]] for line in lines
+  rows = [[cell.strip() for cell in line.split('|')[1:9]] for line in lines
           if line.startswith('| ') and not line.startswith('| **total**') and 'x' in line
           and line.split('|')[2].strip().endswith(tuple('0123456789'))]
+  assert rows
+  for *_, tf_ms, ratio in rows:  # TensorFlow's time and the ratio, '-' without TensorFlow
+    if hide:
+      assert (tf_ms, ratio) == ('-', '-')
+    else:
+      assert float(tf_ms) > 0 and ratio.endswith('x')
   timed, weighted = collections.Counter(), collections.Counter()
-  for shape, kernel, _, width, count, ms in rows:
+  for shape, kernel, _, width, count, ms, _, _ in rows:
     side = int(kernel.split('x')[0])
     timed[(side, int(shape.split('x')[-1]), int(width))] += int(count)
     weighted[f'{side}x{side}'] += int(count) * float(ms)
@@ -56,8 +92,9 @@ def _timed_layers(model, size, *flags):
   return timed
 
 
-def test_every_unet_convolution_is_timed():
-  assert _timed_layers('unet_tiny', 16) == _dense_kernels('unet_tiny', 16)
+def test_every_unet_convolution_is_timed(without_tensorflow):
+  assert _timed_layers('unet_tiny', 16, hide=without_tensorflow) == _dense_kernels(
+      'unet_tiny', 16)
 
 
 def test_b3_style_convolutions_without_the_depthwise_ones():
@@ -66,8 +103,9 @@ def test_b3_style_convolutions_without_the_depthwise_ones():
   assert set(side for side, _, _ in timed) == {1, 3}
 
 
-def test_kernel_sizes_selects_rows():
-  timed = _timed_layers('efficientnetv2_tiny_skin', 32, '--num_classes=3', '--kernel_sizes=3')
+def test_kernel_sizes_selects_rows(without_tensorflow):
+  timed = _timed_layers('efficientnetv2_tiny_skin', 32, '--num_classes=3', '--kernel_sizes=3',
+                        hide=without_tensorflow)
   assert timed and all(side == 3 for side, _, _ in timed)
 
 
