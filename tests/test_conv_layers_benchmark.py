@@ -14,32 +14,17 @@ import pytest
 
 from skinjax.models import create_model
 from skinjax.train.state import init_variables
+from hidden_imports import hiding_folder
 
 REPO = Path(__file__).resolve().parent.parent
-# A sitecustomize that makes `import tensorflow` fail in every process started with it.
-HIDE_TENSORFLOW = '''
-import importlib.abc
-import sys
-
-
-class _Hidden(importlib.abc.MetaPathFinder):
-  def find_spec(self, name, path=None, target=None):
-    if name.split('.')[0] == 'tensorflow':
-      raise ImportError(f'{name} is hidden (tests/test_conv_layers_benchmark.py)')
-    return None
-
-
-sys.meta_path.insert(0, _Hidden())
-'''
 
 
 @pytest.fixture(scope='module')
 def without_tensorflow(tmp_path_factory):
   """A PYTHONPATH folder whose sitecustomize hides TensorFlow: the TensorFlow column of one
   run (B3's) is enough, and its import and per-layer tf.functions are most of a run."""
-  folder = tmp_path_factory.mktemp('hide_tensorflow')
-  (folder / 'sitecustomize.py').write_text(HIDE_TENSORFLOW)
-  return str(folder)
+  return hiding_folder(tmp_path_factory.mktemp('hide_tensorflow'), ['tensorflow'],
+                       'tests/test_conv_layers_benchmark.py')
 
 
 def _dense_kernels(name, size, **kwargs):

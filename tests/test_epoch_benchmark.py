@@ -17,23 +17,9 @@ BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 sys.path.insert(0, BENCHMARKS)
 
 import report  # noqa: E402
+from hidden_imports import hiding_folder  # noqa: E402
 import throughput  # noqa: E402
 
-# A sitecustomize that makes `import keras` fail in every process started with it.
-HIDE_KERAS = '''
-import importlib.abc
-import sys
-
-
-class _Hidden(importlib.abc.MetaPathFinder):
-  def find_spec(self, name, path=None, target=None):
-    if name.split('.')[0] == 'keras':
-      raise ImportError(f'{name} is hidden (tests/test_epoch_benchmark.py)')
-    return None
-
-
-sys.meta_path.insert(0, _Hidden())
-'''
 
 
 def _rows(script, *args, env=None):
@@ -61,9 +47,9 @@ def test_the_skinjax_side_times_each_epoch_of_the_launchers_run(layouts):
 
 
 def test_the_keras_side_says_why_where_keras_is_missing(tmp_path):
-  (tmp_path / 'sitecustomize.py').write_text(HIDE_KERAS)
+  hide = hiding_folder(tmp_path / 'hide_keras', ['keras'], 'tests/test_epoch_benchmark.py')
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-      [str(tmp_path)] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+      [hide] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
   [row] = _rows('epoch_keras.py', f'--manual_dir={tmp_path}', f'--data_dir={tmp_path}',
                 env=env)
   assert (row['bench'], row['framework']) == ('epoch', 'keras')

@@ -10,35 +10,22 @@ import sys
 
 import pytest
 
+from hidden_imports import hiding_folder
+
 REPO = Path(__file__).resolve().parents[1]
 HIDDEN = ('tensorflow', 'tensorflow_datasets', 'keras', 'ml_collections')
 TITLES = ('DeepConvNet @28 training, bfloat16, device-resident data',
           'U-Net (width 64) @224 training, bfloat16',
           "EfficientNetV2-B3 @300 training, bfloat16, vs timm's best row")
-# A sitecustomize that every Python process started with this PYTHONPATH runs first.
-HIDER = f'''
-import importlib.abc
-import sys
-
-
-class _Hidden(importlib.abc.MetaPathFinder):
-  def find_spec(self, name, path=None, target=None):
-    if name.split('.')[0] in {HIDDEN!r}:
-      raise ImportError(f'{{name}} is hidden (tests/test_gpu_check.py)')
-    return None
-
-
-sys.meta_path.insert(0, _Hidden())
-'''
 
 
 @pytest.fixture(scope='module')
 def without_tensorflow(tmp_path_factory):
   """The environment of a process in which HIDDEN cannot be imported."""
-  folder = tmp_path_factory.mktemp('hide_tensorflow')
-  (folder / 'sitecustomize.py').write_text(HIDER)
+  folder = hiding_folder(tmp_path_factory.mktemp('hide_tensorflow'), HIDDEN,
+                         'tests/test_gpu_check.py')
   return dict(os.environ, PYTHONPATH=os.pathsep.join(
-      [str(folder), str(REPO)] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+      [folder, str(REPO)] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
 
 
 @pytest.fixture(scope='module')
