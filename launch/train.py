@@ -27,6 +27,7 @@ from skinjax.data.image_files import DatasetFileError
 from skinjax.evaluation.evaluate import evaluate_workdir
 from skinjax.train import trainer
 from skinjax.train.checkpoint import CheckpointMismatchError, CheckpointWriteError
+from skinjax.train.metric_writer import MetricWriteError
 from skinjax.train.spec import ConfigError, RunSpec, check_layout
 
 
@@ -108,8 +109,8 @@ def run(invocation: Invocation):
                            manual_dir=invocation.manual_dir,
                            overlap_manual_dir=invocation.overlap_manual_dir)
     evaluation = evaluate_workdir(workdir, split='test', history=result.history)
-  except (ConfigError, CheckpointMismatchError, CheckpointWriteError, FileNotFoundError,
-          trainer.NonFiniteError, DatasetFileError) as error:
+  except (ConfigError, CheckpointMismatchError, CheckpointWriteError, MetricWriteError,
+          FileNotFoundError, trainer.NonFiniteError, DatasetFileError) as error:
     common_flags.fail(str(error))
   except trainer.Preempted as stopped:
     # As a process ended by the signal reports itself (128 + 15 for SIGTERM, 130 for

@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 from skinjax.data import synthetic
 from skinjax.evaluation.restore import restore_run
 from skinjax.train.checkpoint import CheckpointMismatchError
-from skinjax.train.metric_writer import read_history
+from skinjax.train.metric_writer import MetricWriteError, MetricWriter, read_history
 from skinjax.train.spec import ConfigError, RunSpec, check_layout
 from skinjax.train.workdir import check_writable
 import launcher_env
@@ -193,6 +193,15 @@ def test_layout_rules_name_the_batch_and_the_devices():
 def test_an_unwritable_workdir_is_named():
   with pytest.raises(ConfigError, match='--workdir=/proc/no_such_dir: cannot write'):
     check_writable('/proc/no_such_dir')
+
+
+def test_a_tensorboard_path_that_is_a_file_is_named_and_the_metrics_kept(tmp_path):
+  (tmp_path / 'metrics.jsonl').write_text('{"epoch": 0, "step": 4}\n')
+  (tmp_path / 'tensorboard').write_text('not a folder')
+  with pytest.raises(MetricWriteError, match=rf'^{tmp_path}/tensorboard: cannot write the '
+                     r"run's metrics there \(File exists\)$"):
+    MetricWriter(str(tmp_path), resume_epoch=0)  # would drop the epoch-0 record
+  assert (tmp_path / 'metrics.jsonl').read_text() == '{"epoch": 0, "step": 4}\n'
 
 
 def test_the_launcher_reports_a_flag_error_in_one_line(tmp_path):

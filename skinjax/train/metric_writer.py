@@ -3,6 +3,7 @@
 Only process 0 writes (the others' writers do nothing), as in multi-process runs.
 """
 
+import contextlib
 import itertools
 import json
 import math
@@ -45,6 +46,20 @@ def summary_line(epoch: int, num_epochs: int, record: dict) -> str:
   return ' | '.join(parts)
 
 
+class MetricWriteError(RuntimeError):
+  """A file of the run's metrics could not be written; the message names it."""
+
+
+@contextlib.contextmanager
+def _writing(path: str):
+  """OSError while writing `path` as a MetricWriteError naming it (a launcher's one line)."""
+  try:
+    yield
+  except OSError as error:
+    raise MetricWriteError(f'{path}: cannot write the run\'s metrics there '
+                           f'({error.strerror or error})') from error
+
+
 _EVENT_FILES = itertools.count()  # this process's event files, for unique names
 
 
@@ -54,6 +69,7 @@ class EventFile:
   process TensorFlow's import, 6 s of a launcher's start on 2 cores."""
 
   def __init__(self, folder: str):
+    self.folder = folder
     os.makedirs(folder, exist_ok=True)
     name = (f'events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.'
             f'{os.getpid()}.{next(_EVENT_FILES)}')
@@ -91,23 +107,27 @@ class MetricWriter:
       return
     kept = [r for r in read_history(workdir) if r['epoch'] < resume_epoch]
     self.history = list(kept)
+    tensorboard = os.path.join(workdir, 'tensorboard')
+    with _writing(tensorboard):  # first: a failure here leaves metrics.jsonl as it was
+      self._tensorboard = EventFile(tensorboard)
     temporary = self.path + '.tmp'
-    with open(temporary, 'w') as file:
-      file.writelines(json.dumps(record) + '\n' for record in kept)
-    os.replace(temporary, self.path)
-    self._tensorboard = EventFile(os.path.join(workdir, 'tensorboard'))
+    with _writing(self.path):
+      with open(temporary, 'w') as file:
+        file.writelines(json.dumps(record) + '\n' for record in kept)
+      os.replace(temporary, self.path)
 
   def write(self, record: dict):
     """record: {'epoch', 'step', 'train': {...}, 'validation': {...}, ...}."""
     self.history.append(record)
     if not self.active:
       return
-    with open(self.path, 'a') as file:
+    with _writing(self.path), open(self.path, 'a') as file:
       file.write(json.dumps(record) + '\n')
-    self._tensorboard.scalars(record['step'], {
-        **_scalars('train', record.get('train', {})),
-        **_scalars('validation', record.get('validation', {})),
-        'images_per_second': float(record['images_per_second'])})
+    scalars = {**_scalars('train', record.get('train', {})),
+               **_scalars('validation', record.get('validation', {})),
+               'images_per_second': float(record['images_per_second'])}
+    with _writing(self._tensorboard.folder):
+      self._tensorboard.scalars(record['step'], scalars)
 
   def close(self):
     if self._tensorboard is not None:
