@@ -9,11 +9,17 @@ import os
 NUM_TEST_DEVICES = 4
 # Tests compile far more than they run: LLVM's optimisation passes off cut the suite's
 # compile-heavy files by a fifth (measured: test_two_phase_run + test_layout_independence,
-# 73 s -> 60 s). The programs are the same; benchmarks and launchers keep XLA's default.
-# SKINJAX_TEST_XLA_OPTIMIZE=1 tests with the default instead.
+# 73 s -> 60 s). XLA:CPU's older (LLVM) emitters in place of its fusion emitters cut a
+# fifth again: seven heavy files at -n 3, alternated twice, 551/558 -> 439/441 s of CPU
+# (EfficientNetV2-tiny's train step compiles in 2.1 s instead of 5.6-5.9 s). The programs
+# compute the same things to round-off (a fused multiply-add here or there: bilinear
+# sampling differs by up to 2 ulps); benchmarks and launchers keep XLA's defaults, which
+# at full optimisation start no faster with the older emitters. The subprocesses that
+# tests start inherit these flags (launcher_env.py).
+# SKINJAX_TEST_XLA_OPTIMIZE=1 tests with XLA's defaults instead.
 _flags = [f'--xla_force_host_platform_device_count={NUM_TEST_DEVICES}']
 if os.environ.get('SKINJAX_TEST_XLA_OPTIMIZE') != '1':
-  _flags.append('--xla_backend_optimization_level=0')
+  _flags += ['--xla_backend_optimization_level=0', '--xla_cpu_use_fusion_emitters=false']
 for _flag in _flags:
   if _flag.split('=')[0] not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + _flag).strip()

@@ -137,7 +137,10 @@ def map_coordinates_per_channel(image, matrix, order, fill_mode):
 
 @pytest.mark.parametrize('fill_mode', FILL_MODES)
 @pytest.mark.parametrize('order', [0, 1])
-def test_warp_equals_map_coordinates_per_channel_bit_for_bit(fill_mode, order):
+def test_warp_equals_map_coordinates_per_channel(fill_mode, order):
+  """Nearest sampling matches bit for bit; bilinear to 2 ulps, since whether a weight's
+  product and sum become one fused multiply-add is the code generator's choice (the same
+  with XLA:CPU's defaults, 1-2 ulps apart with the older emitters that conftest.py sets)."""
   # Big shifts and a zoom put many samples off the image, where the fill modes differ.
   rng = np.random.default_rng(order)
   image = jnp.asarray(rng.integers(0, 256, (9, 13, 3)).astype(np.float32))
@@ -151,4 +154,7 @@ def test_warp_equals_map_coordinates_per_channel_bit_for_bit(fill_mode, order):
         image, matrix)
     want = jax.jit(lambda x, m: map_coordinates_per_channel(x, m, order, fill_mode))(
         image, matrix)
-    np.testing.assert_array_equal(np.asarray(got), want)
+    if order == 0:
+      np.testing.assert_array_equal(np.asarray(got), want)
+    else:
+      np.testing.assert_array_max_ulp(np.asarray(got), np.asarray(want), maxulp=2)
