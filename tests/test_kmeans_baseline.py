@@ -49,3 +49,15 @@ def test_a_segmenters_report_carries_kmeans_on_the_same_images(segmenter_run):
 def test_kmeans_is_refused_beside_a_classifier(classifier_run):
   with pytest.raises(ConfigError, match=r'^--kmeans: scores k-means beside a segmenter'):
     evaluate_workdir(str(classifier_run[0]), split='test', kmeans=True)
+
+
+def test_a_short_last_batch_reuses_the_program_and_scores_only_its_own_images():
+  from skinjax.evaluation.kmeans_baseline import BATCH
+  from skinjax.explain.kmeans import segment
+  arrays = dark_discs(count=BATCH + 3, size=24)
+  before = segment._cache_size()
+  scores = kmeans_scores(arrays)
+  assert segment._cache_size() == before + 1  # one shape for the full and the short batch
+  assert scores['images'] == BATCH + 3
+  assert sum(scores['pixels'].values()) == (BATCH + 3) * 24 * 24
+  assert scores['dice'] > 0.9
