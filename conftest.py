@@ -17,13 +17,24 @@ NUM_TEST_DEVICES = 4
 # at full optimisation start no faster with the older emitters. The subprocesses that
 # tests start inherit these flags (launcher_env.py).
 # SKINJAX_TEST_XLA_OPTIMIZE=1 tests with XLA's defaults instead.
+_optimize = os.environ.get('SKINJAX_TEST_XLA_OPTIMIZE') == '1'
 _flags = [f'--xla_force_host_platform_device_count={NUM_TEST_DEVICES}']
-if os.environ.get('SKINJAX_TEST_XLA_OPTIMIZE') != '1':
-  _flags += ['--xla_backend_optimization_level=0', '--xla_cpu_use_fusion_emitters=false']
+if not _optimize:
+  _flags.append('--xla_backend_optimization_level=0')
 for _flag in _flags:
   if _flag.split('=')[0] not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + _flag).strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+if not _optimize:
+  # XLA aborts on a flag it does not know, and the older emitters are the kind of thing a
+  # later jaxlib drops: the launchers' probe (launch/xla_flags.py) adds the flag only where
+  # this jaxlib starts with it, else tests run at XLA's default emitters (the header of
+  # pytest's report shows the flags in use). The session's processes inherit XLA_FLAGS, so
+  # only the first one probes (one subprocess).
+  import sys
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'launch'))
+  import xla_flags  # noqa: E402  (launch/ is not a package)
+  xla_flags.apply(None, os.environ, flags=('--xla_cpu_use_fusion_emitters=false',))
 # The session's scratch: what its processes leave in the temporary folder goes into one
 # folder of its own, removed when the session ends (TFDS leaves an empty folder there for
 # every builder it constructs before preparing, hundreds a run; the builder tests leave
@@ -62,6 +73,11 @@ LONGEST_FIRST = (
     'test_data_parallel.py', 'test_layout_independence.py', 'test_resnet_parity.py',
     'test_conv2d.py', 'test_throughput_benchmark.py',
 )
+
+
+def pytest_report_header(config):
+  del config
+  return f'XLA_FLAGS: {os.environ.get("XLA_FLAGS", "")}'
 
 
 def pytest_collection_modifyitems(config, items):

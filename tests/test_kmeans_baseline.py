@@ -8,7 +8,8 @@ import pytest
 
 from skinjax.data.arrays import SplitArrays
 from skinjax.evaluation.evaluate import evaluate_workdir
-from skinjax.evaluation.kmeans_baseline import kmeans_scores
+from skinjax.evaluation.kmeans_baseline import BATCH, kmeans_scores
+from skinjax.explain.kmeans import segment
 from skinjax.train.spec import ConfigError
 
 
@@ -52,12 +53,12 @@ def test_kmeans_is_refused_beside_a_classifier(classifier_run):
 
 
 def test_a_short_last_batch_reuses_the_program_and_scores_only_its_own_images():
-  from skinjax.evaluation.kmeans_baseline import BATCH
-  from skinjax.explain.kmeans import segment
-  arrays = dark_discs(count=BATCH + 3, size=24)
+  arrays = dark_discs(count=BATCH + 3, size=24)  # a size no other test here segments
   before = segment._cache_size()
   scores = kmeans_scores(arrays)
-  assert segment._cache_size() == before + 1  # one shape for the full and the short batch
+  # One program for the full and the short batch (two before the fill); none new where an
+  # earlier test in this process already segmented full batches of this size.
+  assert segment._cache_size() - before <= 1
   assert scores['images'] == BATCH + 3
   assert sum(scores['pixels'].values()) == (BATCH + 3) * 24 * 24
   assert scores['dice'] > 0.9

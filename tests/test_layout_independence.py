@@ -77,9 +77,7 @@ def compare_one_and_four_devices():
 
 
 def test_steps_with_augmentation_and_dropout_match_on_one_and_four_devices():
-  flags = launcher_env.with_devices(4)['XLA_FLAGS'].split()
-  env = dict(os.environ, XLA_FLAGS=' '.join(
-      flag for flag in flags if not flag.startswith('--xla_cpu_use_fusion_emitters')))
+  env = launcher_env.with_devices(4, fusion_emitters=True)
   code = 'import test_layout_independence as t; t.compare_one_and_four_devices()'
   done = subprocess.run([sys.executable, '-c', code], cwd=os.path.dirname(__file__), env=env,
                         capture_output=True, text=True, timeout=600)
